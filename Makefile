@@ -1,0 +1,38 @@
+# The README's two commands: `make demo` (set up, build the demo artifact, serve) and `make test`.
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+ARTIFACT ?= artifacts/demo
+DATA ?=
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: install demo build serve test bench eval clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+build: install
+	$(VENV)/bin/keystroke build $(if $(DATA),--data $(DATA),--demo) --out $(ARTIFACT)
+
+serve: install
+	$(VENV)/bin/keystroke serve --artifact $(ARTIFACT) --host $(HOST) --port $(PORT)
+
+demo: build serve
+
+test: install
+	$(PY) -m pytest -q
+
+bench: install
+	$(PY) -m eval.bench_suggest --data ../shared/data/instacart --out reports/bench
+
+eval: install
+	$(PY) -m eval.replay_suggest --data ../shared/data/instacart --out reports/qac
+
+clean:
+	rm -rf $(VENV) artifacts reports .pytest_cache

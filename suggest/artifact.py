@@ -1,0 +1,133 @@
+"""Index artifacts: build atomically, describe in manifest.json, verify before serving.
+
+    ARTIFACT/
+      manifest.json     format version, counts, source checksums, build time, file checksums
+      phrases/          the phrase table every source points into
+      prefix/ infix/ typo/ zero/   one folder per candidate source
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+from indexes.base import CandidateSource
+from indexes.fuzzy import TypoSource
+from indexes.phrases import PhraseTable, mine_phrases
+from indexes.prefix import InfixSource, PrefixSource
+from indexes.zero import ZeroPrefixSource
+from suggest.errors import ArtifactError
+from suggest.loaders import sha256_file
+from suggest.types import Dataset
+
+__all__ = ["Artifact", "build_artifact", "load_artifact", "FORMAT_VERSION", "SOURCES"]
+
+FORMAT_VERSION = 1
+SOURCES: tuple[type, ...] = (PrefixSource, InfixSource, TypoSource, ZeroPrefixSource)
+
+
+@dataclass(frozen=True)
+class Artifact:
+    path: Path
+    manifest: dict
+    table: PhraseTable
+    sources: tuple[CandidateSource, ...]
+
+    @property
+    def id(self) -> str:
+        return self.manifest["id"]
+
+
+def _file_checksums(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): sha256_file(p) for p in sorted(root.rglob("*"))
+            if p.is_file() and p.name != "manifest.json"}
+
+
+def build_artifact(data: Dataset, out: Path | str, progress: bool = True) -> Path:
+    """Build every source into a temporary folder beside `out`, then swap it in."""
+    out = Path(out).resolve()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.building-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    started = time.time()
+    steps = tqdm(total=1 + len(SOURCES), desc="build", unit="step", disable=not progress, file=sys.stderr)
+    try:
+        steps.set_postfix_str("phrases")
+        table = mine_phrases(data)
+        table.save(tmp / "phrases")
+        steps.update()
+        counts = {"products": len(data.catalog), "orders": len(data.orders), "queries": len(data.query_log),
+                  "phrases": len(table)}
+        for cls in SOURCES:
+            steps.set_postfix_str(cls.name)
+            source = cls.build(table, data)
+            source.save(tmp / cls.name)
+            counts[cls.name] = len(source)
+            steps.update()
+        files = _file_checksums(tmp)
+        manifest = {
+            "format_version": FORMAT_VERSION,
+            "id": f"{out.name}@{hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()[:12]}",
+            "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "build_seconds": round(time.time() - started, 2),
+            "data": {"name": data.name, "checksums": data.checksums},
+            "counts": counts,
+            "sources": [cls.name for cls in SOURCES],
+            "departments": {str(k): v for k, v in sorted(data.catalog.departments.items())},
+            "aisles": {str(k): v for k, v in sorted(data.catalog.aisles.items())},
+            "stores": sorted(data.out_of_stock),
+            "files": files,
+        }
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))  # written last: marks completion
+        old = out.parent / f".{out.name}.old-{os.getpid()}"
+        if out.exists():
+            os.replace(out, old)
+        os.replace(tmp, out)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        steps.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def read_manifest(path: Path | str) -> dict:
+    path = Path(path)
+    manifest_path = path / "manifest.json"
+    if not manifest_path.is_file():
+        raise ArtifactError(f"{path} is not an artifact (no manifest.json); build one with `keystroke build`")
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ArtifactError(f"{manifest_path} is corrupt ({e}); rebuild the artifact") from None
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise ArtifactError(f"{path} has format version {manifest.get('format_version')!r}, this Keystroke reads "
+                            f"version {FORMAT_VERSION}; rebuild it with `keystroke build`")
+    return manifest
+
+
+def load_artifact(path: Path | str, verify: bool = True) -> Artifact:
+    """Load an artifact, refusing one that is incomplete, corrupt or of another format version."""
+    path = Path(path)
+    manifest = read_manifest(path)
+    if verify:
+        for rel, digest in manifest.get("files", {}).items():
+            f = path / rel
+            if not f.is_file():
+                raise ArtifactError(f"{path} is incomplete: {rel} is missing; rebuild the artifact")
+            if sha256_file(f) != digest:
+                raise ArtifactError(f"{path} is corrupt: checksum of {rel} does not match the manifest; rebuild it")
+    try:
+        table = PhraseTable.load(path / "phrases")
+        by_name = {cls.name: cls for cls in SOURCES}
+        sources = tuple(by_name[name].load(path / name, table) for name in manifest["sources"])
+    except (OSError, ValueError, KeyError) as e:
+        raise ArtifactError(f"{path} cannot be loaded ({type(e).__name__}: {e}); rebuild the artifact") from None
+    return Artifact(path, manifest, table, sources)

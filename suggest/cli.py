@@ -1,0 +1,116 @@
+"""`keystroke` command line: build, serve, suggest, export-demo."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from suggest.errors import KeystrokeError
+
+__all__ = ["main"]
+
+
+def _dataset(args):
+    from suggest.demo import make_demo_world
+    from suggest.loaders import load_data
+
+    if args.data:
+        return load_data(args.data, strict=args.strict)
+    return make_demo_world(seed=args.seed)
+
+
+def cmd_build(args) -> int:
+    from suggest.artifact import build_artifact
+
+    data = _dataset(args)
+    path = build_artifact(data, args.out, progress=not args.quiet)
+    manifest = json.loads((path / "manifest.json").read_text())
+    print(f"built {manifest['id']} in {manifest['build_seconds']}s: {json.dumps(manifest['counts'])}")
+    return 0
+
+
+def cmd_serve(args) -> int:
+    import uvicorn
+
+    from suggest.app import create_app
+    from suggest.artifact import load_artifact
+
+    load_artifact(args.artifact)  # refuse a corrupt or mismatched artifact before binding the port
+    loop, http = ("uvloop", "httptools") if sys.platform != "win32" else ("auto", "auto")
+    uvicorn.run(create_app(artifact=args.artifact), host=args.host, port=args.port, loop=loop, http=http,
+                access_log=False, log_level=args.log_level)
+    return 0
+
+
+def cmd_suggest(args) -> int:
+    from suggest.artifact import load_artifact
+    from suggest.pipeline import Pipeline
+
+    pipeline = Pipeline.from_artifact(load_artifact(args.artifact))
+    query = pipeline.make_query(args.text, args.k, args.user_id, args.department, args.aisle, args.store, args.hour)
+    for s in pipeline.suggest(query):
+        print(f"{s.score:10.6f}  {s.text:<50}  {','.join(s.sources):<14} {list(s.product_ids[:3])}")
+    return 0
+
+
+def cmd_export_demo(args) -> int:
+    from suggest.demo import make_demo_world
+    from suggest.loaders import write_data
+
+    print(write_data(make_demo_world(seed=args.seed), args.out))
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="keystroke", description="Search autosuggest and ranking for grocery")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    b = sub.add_parser("build", help="build an index artifact")
+    src = b.add_mutually_exclusive_group(required=True)
+    src.add_argument("--data", type=Path, help="data directory in the Instacart layout")
+    src.add_argument("--demo", action="store_true", help="use the seeded demo world")
+    b.add_argument("--seed", type=int, default=7, help="demo world seed")
+    b.add_argument("--strict", action="store_true", help="reject malformed rows instead of skipping them")
+    b.add_argument("--out", type=Path, required=True)
+    b.add_argument("--quiet", action="store_true")
+    b.set_defaults(func=cmd_build)
+
+    s = sub.add_parser("serve", help="serve an artifact over HTTP")
+    s.add_argument("--artifact", type=Path, required=True)
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=int(os.environ.get("PORT", 8000)))
+    s.add_argument("--log-level", default="info")
+    s.set_defaults(func=cmd_serve)
+
+    q = sub.add_parser("suggest", help="print suggestions for a typed text")
+    q.add_argument("artifact", type=Path)
+    q.add_argument("text", nargs="?", default="")
+    q.add_argument("-k", type=int, default=10)
+    q.add_argument("--user-id", type=int)
+    q.add_argument("--department")
+    q.add_argument("--aisle")
+    q.add_argument("--store")
+    q.add_argument("--hour", type=int)
+    q.set_defaults(func=cmd_suggest)
+
+    e = sub.add_parser("export-demo", help="write the demo world as CSV files in the Instacart layout")
+    e.add_argument("--out", type=Path, required=True)
+    e.add_argument("--seed", type=int, default=7)
+    e.set_defaults(func=cmd_export_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except KeystrokeError as e:
+        print(f"keystroke: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

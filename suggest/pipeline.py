@@ -1,0 +1,122 @@
+"""The request path: Query -> candidates from every source -> merge -> score -> top-k Suggestions."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+
+from indexes.base import CandidateSource
+from indexes.phrases import PhraseTable
+from suggest.errors import InvalidQuery
+from suggest.text import has_control_chars, normalize
+from suggest.types import Candidate, ContextFilter, Query, Suggestion
+
+__all__ = ["Pipeline", "Merged", "Scorer", "prior_scorer", "MAX_K", "MAX_QUERY_CHARS", "PRODUCTS_PER_SUGGESTION"]
+
+MAX_K = 50
+MAX_QUERY_CHARS = 200
+PRODUCTS_PER_SUGGESTION = 8
+
+
+@dataclass(frozen=True, slots=True)
+class Merged:
+    """One phrase after merging what every source said about it."""
+
+    phrase_id: int
+    prior: float
+    sources: tuple[str, ...]
+    highlight: tuple[tuple[int, int], ...]
+    edits: int
+
+
+Scorer = Callable[[Query, PhraseTable, Sequence[Merged]], np.ndarray]
+
+
+def prior_scorer(query: Query, table: PhraseTable, merged: Sequence[Merged]) -> np.ndarray:
+    """The popularity prior, discounted by match quality; the ranker replaces it behind this seam."""
+    return np.array([m.prior for m in merged], dtype=np.float32)  # (n_candidates,)
+
+
+def _merge(candidates: list[Candidate]) -> list[Merged]:
+    by_phrase: dict[int, list[Candidate]] = {}
+    for c in candidates:
+        by_phrase.setdefault(c.phrase_id, []).append(c)
+    out = []
+    for phrase, group in by_phrase.items():
+        best = max(group, key=lambda c: c.prior)
+        sources = tuple(dict.fromkeys(c.source for c in group))
+        out.append(Merged(phrase, best.prior, sources, best.highlight, min(c.edits for c in group)))
+    return out
+
+
+class Pipeline:
+    def __init__(self, table: PhraseTable, sources: Sequence[CandidateSource], artifact_id: str = "",
+                 departments: dict[int, str] | None = None, aisles: dict[int, str] | None = None,
+                 stores: Sequence[str] = (), scorer: Scorer = prior_scorer):
+        self.table, self.sources, self.artifact_id, self.scorer = table, tuple(sources), artifact_id, scorer
+        self.departments, self.aisles, self.stores = departments or {}, aisles or {}, frozenset(stores)
+        self._department_by_name = {normalize(v): k for k, v in self.departments.items()}
+        self._aisle_by_name = {normalize(v): k for k, v in self.aisles.items()}
+
+    @classmethod
+    def from_artifact(cls, artifact, scorer: Scorer = prior_scorer) -> "Pipeline":
+        m = artifact.manifest
+        return cls(artifact.table, artifact.sources, artifact.id,
+                   {int(k): v for k, v in m["departments"].items()}, {int(k): v for k, v in m["aisles"].items()},
+                   m["stores"], scorer)
+
+    def make_query(self, text: str | None = "", k: int = 10, user_id: int | None = None,
+                   department: str | int | None = None, aisle: str | int | None = None,
+                   store: str | None = None, hour: int | None = None) -> Query:
+        """Validate raw request values into a Query; raises InvalidQuery naming the field."""
+        text = "" if text is None else text
+        if not isinstance(text, str):
+            raise InvalidQuery("q", "must be a string")
+        if len(text) > MAX_QUERY_CHARS:
+            raise InvalidQuery("q", f"at most {MAX_QUERY_CHARS} characters, got {len(text)}")
+        if has_control_chars(text):
+            raise InvalidQuery("q", "control characters are not allowed")
+        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:
+            raise InvalidQuery("k", f"must be an integer in 1..{MAX_K}, got {k!r}")
+        if user_id is not None and (isinstance(user_id, bool) or not isinstance(user_id, int) or user_id < 0):
+            raise InvalidQuery("user_id", f"must be a non-negative integer, got {user_id!r}")
+        if hour is not None and (not isinstance(hour, int) or not 0 <= hour <= 23):
+            raise InvalidQuery("hour", f"must be an integer in 0..23, got {hour!r}")
+        if store is not None and store not in self.stores:
+            known = ", ".join(sorted(self.stores)) or "none (this artifact has no stock data)"
+            raise InvalidQuery("store", f"unknown store {store!r}; known stores: {known}")
+        context = ContextFilter(self._resolve("department", department, self.departments, self._department_by_name),
+                                self._resolve("aisle", aisle, self.aisles, self._aisle_by_name), store)
+        return Query(text, k, user_id, context, hour)
+
+    @staticmethod
+    def _resolve(field: str, value, by_id: dict[int, str], by_name: dict[str, int]) -> int | None:
+        if value is None or value == "":
+            return None
+        if isinstance(value, int) or (isinstance(value, str) and value.isdigit()):
+            if int(value) in by_id:
+                return int(value)
+        elif isinstance(value, str) and normalize(value) in by_name:
+            return by_name[normalize(value)]
+        raise InvalidQuery(field, f"unknown {field} {value!r}")
+
+    def suggest(self, query: Query) -> list[Suggestion]:
+        text = normalize(query.text)
+        hour = query.hour if query.hour is not None else time.localtime().tm_hour
+        masks = self.table.masks(query.context)
+        phrase_mask, product_mask = masks if masks else (None, None)
+        candidates: list[Candidate] = []
+        for source in self.sources:
+            candidates += source.candidates(text, query.k, phrase_mask, query.user_id, hour)
+        merged = _merge(candidates)
+        if not merged:
+            return []
+        scores = self.scorer(query, self.table, merged)
+        order = sorted(range(len(merged)), key=lambda i: (-scores[i], merged[i].phrase_id))[: query.k]
+        return [Suggestion(self.table.texts[merged[i].phrase_id], round(float(scores[i]), 6), merged[i].sources,
+                           merged[i].highlight,
+                           tuple(self.table.products_for(merged[i].phrase_id, PRODUCTS_PER_SUGGESTION, product_mask)))
+                for i in order]
