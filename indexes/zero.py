@@ -115,6 +115,7 @@ class ZeroPrefixSource:
                 if ph not in seen:
                     out.append(Candidate(ph, "popular", 0.5 * float(self.table.priors[ph])))
                     seen.add(ph)
+            out.sort(key=lambda c: (-c.prior, c.phrase_id))
         return out[:k]
 
     def save(self, directory: Path) -> None:
