@@ -69,6 +69,7 @@ class _Trie:
         """(node, edits) for nodes whose prefix is within d edits of query and closer than any ancestor."""
         q = np.array([ord(c) for c in query], dtype=np.int32)
         n, cap = len(q), d + 1
+        qp = np.concatenate([[-2, -2], q])  # qp[j + 1] is q[j - 1], qp[j] is q[j - 2]; -2 matches no char
         frontier = np.zeros(1, np.int64)
         rows = np.minimum(np.arange(n + 1), cap).astype(np.int16)[None, :]   # (m, n+1) DP rows
         parent_rows = rows.copy()                                          # rows of the frontier's parents
@@ -83,25 +84,30 @@ class _Trie:
                 break
             par = np.repeat(np.arange(len(frontier)), counts)
             children = self.child_ids[np.repeat(starts - np.cumsum(counts) + counts, counts) + np.arange(total)]
-            c = self.char[children]
-            up, up2, upc = rows[par], parent_rows[par], chars[par]
+            c = self.char[children][:, None]
+            up = rows[par]
+            lo, hi = max(1, t - d), min(n, t + d)
+            cols = np.arange(lo, hi + 1)
+            # Substitution and deletion for the whole band at once ...
+            base = np.minimum(up[:, cols] + 1, up[:, cols - 1] + (c != qp[cols + 1]))
+            if t >= 2:
+                swap = (c == qp[cols]) & (chars[par][:, None] == qp[cols + 1])
+                base = np.where(swap, np.minimum(base, parent_rows[par][:, cols - 2] + 1), base)
+            # ... then insertions, a running minimum: D[j] = min_i (base[i] + j - i).
             new = np.full((total, n + 1), cap, np.int16)
             new[:, 0] = min(t, cap)
-            for j in range(max(1, t - d), min(n, t + d) + 1):
-                v = np.minimum(up[:, j] + 1, new[:, j - 1] + 1)
-                v = np.minimum(v, up[:, j - 1] + (c != q[j - 1]))
-                if j >= 2 and t >= 2:
-                    swap = (c == q[j - 2]) & (upc == q[j - 1])
-                    v = np.where(swap, np.minimum(v, up2[:, j - 2] + 1), v)
-                new[:, j] = np.minimum(v, cap)
+            left = new[:, lo - 1:lo] if lo == 1 else np.full((total, 1), cap, np.int16)
+            band = np.concatenate([left, base], axis=1) - np.arange(lo - 1, hi + 1)
+            new[:, lo:hi + 1] = np.minimum(np.minimum.accumulate(band, axis=1)[:, 1:] + cols, cap)
             last = new[:, n]
             accept = last < best[par]
             if accept.any():
                 found += zip(children[accept].tolist(), last[accept].tolist())
             best_here = np.where(accept, last, best[par])
-            keep = (new.min(axis=1) <= d) & (best_here > 0)
+            alive = np.minimum(new[:, lo:hi + 1].min(axis=1), new[:, 0]) <= d
+            keep = alive & (best_here > 0)
             frontier, rows, parent_rows = children[keep].astype(np.int64), new[keep], up[keep]
-            chars, best = c[keep], best_here[keep]
+            chars, best = c[keep, 0], best_here[keep]
         return found
 
 
