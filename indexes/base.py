@@ -18,6 +18,7 @@ class CandidateSource(Protocol):
     """build / candidates / save / load / len, as Lucene's `Lookup` has."""
 
     name: str
+    fallback: bool  # True: asked only when the other sources found fewer than k candidates
 
     @classmethod
     def build(cls, table: PhraseTable, data: Dataset) -> "CandidateSource": ...

@@ -112,7 +112,11 @@ class _Trie:
 
 
 class TypoSource:
+    """Typo matches fill the list only when exact matches are too few: a misspelt popular phrase
+    must not push out what the shopper actually typed ("organic gl" is not "organic bl...")."""
+
     name = "typo"
+    fallback = True
 
     def __init__(self, table: PhraseTable, keys: SortedKeys, trie: _Trie):
         self.table, self.keys, self.trie = table, keys, trie

@@ -18,11 +18,14 @@ import numpy as np
 from suggest.text import fold_key, normalize, tokens
 from suggest.types import ContextFilter, Dataset
 
-__all__ = ["PhraseTable", "mine_phrases", "KINDS"]
+__all__ = ["PhraseTable", "mine_phrases", "KINDS", "SHOWN_PRODUCTS"]
 
 KINDS = ("product", "type", "brand_type", "brand", "aisle", "query")
 _KIND_FACTOR = {"product": 1.0, "type": 1.0, "brand_type": 1.0, "brand": 0.7, "aisle": 0.5, "query": 1.0}
 _MIN_TYPE_PRODUCTS = 3
+SHOWN_PRODUCTS = 8  # products a suggestion shows; a phrase is worth what those products sell
+# Words that qualify what follows rather than start a product type: "non fat yogurt" is no "fat yogurt".
+_NOT_TYPE_START = frozenset("fat free non low less reduced style flavored flavor size count".split())
 _NOT_HEAD = frozenset("oz fl lb lbs ct pack count pk g kg ml l each in x with and of the for a".split())
 
 
@@ -106,7 +109,7 @@ def _head_phrases(name: str) -> list[str]:
     out = []
     if words and len(words[-1]) >= 3:
         out.append(words[-1])
-        if len(words) >= 2 and words[-2] not in _NOT_HEAD:
+        if len(words) >= 2 and words[-2] not in _NOT_HEAD and words[-2] not in _NOT_TYPE_START:
             out.append(" ".join(words[-2:]))
     return out
 
@@ -172,12 +175,15 @@ def _query_phrases(data: Dataset, pop: dict[int, float]) -> tuple[list[tuple[str
 
 
 def _dedupe(raw, catalog, pop, row_of, data, query_weight) -> PhraseTable:
-    best: dict[str, tuple[float, str, str, set[int]]] = {}
+    best: dict[str, tuple[float, str, str, set[int]]] = {}  # fold key -> (weight, text, kind, product ids)
     for text, kind, ids in raw:
         if not text or (kind != "query" and not ids):
             continue
-        weight = query_weight[text] if kind == "query" else _KIND_FACTOR[kind] * sum(pop[i] for i in ids)
         key = fold_key(text)
+        # A phrase is worth the sales of the products it would show: broad phrases whose
+        # demand is spread over hundreds of products weigh no more than their best sellers.
+        ranked = sorted(ids, key=lambda i: -pop[i])
+        weight = query_weight[text] if kind == "query" else _KIND_FACTOR[kind] * sum(pop[i] for i in ranked[:SHOWN_PRODUCTS])
         if key in best:
             w0, t0, k0, ids0 = best[key]
             ids0.update(ids)

@@ -17,6 +17,7 @@ INFIX_DISCOUNT = 0.6  # a match inside the phrase is weaker evidence than one at
 
 class PrefixSource:
     name = "prefix"
+    fallback = False
     discount = 1.0
 
     def __init__(self, table: PhraseTable, keys: SortedKeys):

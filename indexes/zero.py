@@ -1,8 +1,9 @@
-"""Zero-prefix source: what to suggest in the empty box.
+"""Zero-prefix and history source: the empty box, and the shopper's own phrases as they type.
 
 Popular now: phrases ranked by purchases in the current part of the day (orders' hour of day).
 Personal: for a known user, phrases that lead to what they buy, with recent orders and reorders
-counting most; the user's list comes first and popular phrases fill the rest.
+counting most. In the empty box the user's list comes first and popular phrases fill the rest;
+once they type, their own phrases that match what was typed (on any word) are offered first.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ def _top(scores: dict[int, float], keep: int) -> list[tuple[int, float]]:
 
 class ZeroPrefixSource:
     name = "zero"
+    fallback = False
 
     def __init__(self, table: PhraseTable, popular: np.ndarray, popular_score: np.ndarray,
                  users: np.ndarray, user_ptr: np.ndarray, user_phrase: np.ndarray, user_score: np.ndarray):
@@ -94,9 +96,19 @@ class ZeroPrefixSource:
         lo, hi = self.user_ptr[i], self.user_ptr[i + 1]
         return self.user_phrase[lo:hi], self.user_score[lo:hi]
 
+    def _typed(self, text: str, k: int, phrase_mask, user_id) -> list[Candidate]:
+        out = []
+        for ph, s in zip(*(a.tolist() for a in self.history(user_id))):
+            start = (" " + self.table.texts[ph]).find(" " + text)
+            if start >= 0 and (phrase_mask is None or phrase_mask[ph]):
+                out.append(Candidate(ph, "history", 0.5 + 0.5 * s, ((start, start + len(text)),)))
+                if len(out) == k:
+                    break
+        return out
+
     def candidates(self, text, k, phrase_mask=None, user_id=None, hour=None) -> list[Candidate]:
         if text:
-            return []
+            return self._typed(text, k, phrase_mask, user_id)
         part = daypart(hour) if hour is not None else 4
         lists = [(*self.history(user_id), "history", 0.5),
                  (self.popular[part], self.popular_score[part], "popular", 0.0)]

@@ -9,7 +9,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from indexes.base import CandidateSource
-from indexes.phrases import PhraseTable
+from indexes.phrases import SHOWN_PRODUCTS, PhraseTable
 from suggest.errors import InvalidQuery
 from suggest.text import has_control_chars, normalize
 from suggest.types import Candidate, ContextFilter, Query, Suggestion
@@ -18,7 +18,7 @@ __all__ = ["Pipeline", "Merged", "Scorer", "prior_scorer", "MAX_K", "MAX_QUERY_C
 
 MAX_K = 50
 MAX_QUERY_CHARS = 200
-PRODUCTS_PER_SUGGESTION = 8
+PRODUCTS_PER_SUGGESTION = SHOWN_PRODUCTS
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +57,8 @@ class Pipeline:
                  departments: dict[int, str] | None = None, aisles: dict[int, str] | None = None,
                  stores: Sequence[str] = (), scorer: Scorer = prior_scorer):
         self.table, self.sources, self.artifact_id, self.scorer = table, tuple(sources), artifact_id, scorer
+        self._primary = tuple(s for s in self.sources if not s.fallback)
+        self._fallback = tuple(s for s in self.sources if s.fallback)
         self.departments, self.aisles, self.stores = departments or {}, aisles or {}, frozenset(stores)
         self._department_by_name = {normalize(v): k for k, v in self.departments.items()}
         self._aisle_by_name = {normalize(v): k for k, v in self.aisles.items()}
@@ -105,12 +107,17 @@ class Pipeline:
 
     def suggest(self, query: Query) -> list[Suggestion]:
         text = normalize(query.text)
+        if text and query.text[-1].isspace():
+            text += " "  # a finished word: "pan " means "pan di stelle", not "pancakes"
         hour = query.hour if query.hour is not None else time.localtime().tm_hour
         masks = self.table.masks(query.context)
         phrase_mask, product_mask = masks if masks else (None, None)
         candidates: list[Candidate] = []
-        for source in self.sources:
+        for source in self._primary:
             candidates += source.candidates(text, query.k, phrase_mask, query.user_id, hour)
+        if len({c.phrase_id for c in candidates}) < query.k:
+            for source in self._fallback:
+                candidates += source.candidates(text, query.k, phrase_mask, query.user_id, hour)
         merged = _merge(candidates)
         if not merged:
             return []
