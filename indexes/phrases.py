@@ -141,35 +141,45 @@ def mine_phrases(data: Dataset) -> PhraseTable:
                 by_brand_head[f"{brand} {h}"].append(p.product_id)
     for aisle_id, ids in by_aisle.items():
         raw.append((normalize(catalog.aisles[aisle_id]), "aisle", ids))
+    words = _word_index(data)
     for members in by_head.values():
-        ids = sorted({pid for _, pid in members})
+        ids = {pid for _, pid in members}
         if len(ids) >= _MIN_TYPE_PRODUCTS:
-            raw.append((Counter(h for h, _ in members).most_common(1)[0][0], "type", ids))
+            # A type leads to every product whose name holds its words, as a search for it would:
+            # "mustard" finds "Mustard Spicy Brown", not only names that end in "mustard".
+            text = Counter(h for h, _ in members).most_common(1)[0][0]
+            raw.append((text, "type", sorted(ids | _with_words(words, text))))
     raw += [(b, "brand", ids) for b, ids in by_brand.items() if len(ids) >= _MIN_TYPE_PRODUCTS]
     raw += [(t, "brand_type", ids) for t, ids in by_brand_head.items() if len(ids) >= 2]
-    queries, query_weight = _query_phrases(data, pop)
+    queries, query_weight = _query_phrases(data, pop, words)
     return _dedupe(raw + queries, catalog, pop, row_of, data, query_weight)
 
 
-def _query_phrases(data: Dataset, pop: dict[int, float]) -> tuple[list[tuple[str, str, list[int]]], dict[str, float]]:
+def _word_index(data: Dataset) -> dict[str, set[int]]:
+    """Singular-folded word -> ids of the products whose names hold it."""
+    index: dict[str, set[int]] = defaultdict(set)
+    for p in data.catalog.products:
+        for w in fold_key(normalize(p.name)).split():
+            index[w].add(p.product_id)
+    return index
+
+
+def _with_words(index: dict[str, set[int]], text: str) -> set[int]:
+    sets = [index.get(w, set()) for w in fold_key(text).split()]
+    return set.intersection(*sets) if sets else set()
+
+
+def _query_phrases(data: Dataset, pop: dict[int, float], words: dict[str, set[int]]):
     """Logged queries, linked to the products whose names hold every query word (singular-folded).
 
     Query counts are put on the scale of purchase counts so both kinds of phrase compete fairly.
     """
     if not data.query_log:
         return [], {}
-    words_to_products: dict[str, set[int]] = defaultdict(set)
-    for p in data.catalog.products:
-        for w in fold_key(normalize(p.name)).split():
-            words_to_products[w].add(p.product_id)
     counts: Counter = Counter()
     for entry in data.query_log:
         counts[normalize(entry.query)] += entry.count
-    raw = []
-    for text in counts:
-        sets = [words_to_products.get(w, set()) for w in fold_key(text).split()]
-        ids = set.intersection(*sets) if sets else set()
-        raw.append((text, "query", sorted(ids, key=lambda i: -pop[i])[:200]))
+    raw = [(text, "query", sorted(_with_words(words, text), key=lambda i: -pop[i])[:200]) for text in counts]
     scale = sum(pop.values()) / max(1, sum(counts.values()))
     return raw, {t: n * scale for t, n in counts.items()}
 

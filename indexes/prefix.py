@@ -12,7 +12,7 @@ from suggest.types import Candidate, Dataset
 
 __all__ = ["PrefixSource", "InfixSource"]
 
-INFIX_DISCOUNT = 0.6  # a match inside the phrase is weaker evidence than one at its start
+INFIX_DISCOUNT = 0.25  # a match inside the phrase is weaker evidence than one at its start
 
 
 class PrefixSource:

@@ -122,8 +122,16 @@ class Pipeline:
         if not merged:
             return []
         scores = self.scorer(query, self.table, merged)
-        order = sorted(range(len(merged)), key=lambda i: (-scores[i], merged[i].phrase_id))[: query.k]
-        return [Suggestion(self.table.texts[merged[i].phrase_id], round(float(scores[i]), 6), merged[i].sources,
-                           merged[i].highlight,
-                           tuple(self.table.products_for(merged[i].phrase_id, PRODUCTS_PER_SUGGESTION, product_mask)))
-                for i in order]
+        out: list[Suggestion] = []
+        shown: set[int] = set()
+        for i in sorted(range(len(merged)), key=lambda i: (-scores[i], merged[i].phrase_id)):
+            m = merged[i]
+            products = self.table.products_for(m.phrase_id, PRODUCTS_PER_SUGGESTION, product_mask)
+            if products and shown.issuperset(products):
+                continue  # leads only to products already on the list: it would waste a slot
+            shown.update(products)
+            out.append(Suggestion(self.table.texts[m.phrase_id], round(float(scores[i]), 6), m.sources, m.highlight,
+                                  tuple(products)))
+            if len(out) == query.k:
+                break
+        return out
