@@ -42,6 +42,9 @@ class PhraseTable:
     product_popularity: np.ndarray  # (n_products,) float32
     stores: dict[str, np.ndarray]   # store -> (n_products,) bool in stock
 
+    def __post_init__(self) -> None:
+        self._shown: dict[int, list[int]] = {}  # phrase -> ids of the products it shows, unfiltered
+
     def __len__(self) -> int:
         return len(self.texts)
 
@@ -73,6 +76,11 @@ class PhraseTable:
         return phrase_ok, product_ok
 
     def products_for(self, phrase_id: int, limit: int, product_mask: np.ndarray | None = None) -> list[int]:
+        if product_mask is None and limit == SHOWN_PRODUCTS:  # the common case, on every keystroke
+            shown = self._shown.get(phrase_id)
+            if shown is None:
+                shown = self._shown[phrase_id] = self.product_ids[self.links(phrase_id)[:limit]].tolist()
+            return shown
         rows = self.links(phrase_id)
         if product_mask is not None:
             rows = rows[product_mask[rows]]

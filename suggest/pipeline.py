@@ -41,15 +41,17 @@ def prior_scorer(query: Query, table: PhraseTable, merged: Sequence[Merged]) -> 
 
 
 def _merge(candidates: list[Candidate]) -> list[Merged]:
-    by_phrase: dict[int, list[Candidate]] = {}
+    """One Merged per phrase: the best prior and its highlight, every source that found it."""
+    out: dict[int, Merged] = {}
     for c in candidates:
-        by_phrase.setdefault(c.phrase_id, []).append(c)
-    out = []
-    for phrase, group in by_phrase.items():
-        best = max(group, key=lambda c: c.prior)
-        sources = tuple(dict.fromkeys(c.source for c in group))
-        out.append(Merged(phrase, best.prior, sources, best.highlight, min(c.edits for c in group)))
-    return out
+        m = out.get(c.phrase_id)
+        if m is None:
+            out[c.phrase_id] = Merged(c.phrase_id, c.prior, (c.source,), c.highlight, c.edits)
+        else:
+            best = c if c.prior > m.prior else m
+            sources = m.sources if c.source in m.sources else m.sources + (c.source,)
+            out[c.phrase_id] = Merged(c.phrase_id, best.prior, sources, best.highlight, min(m.edits, c.edits))
+    return list(out.values())
 
 
 class Pipeline:
