@@ -43,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--artifact", help="artifact to serve (trie only)")
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--log-level", default="warning")
+    p.add_argument("--cache-size", type=int, default=0)
     args = p.parse_args(argv)
     if args.kind == "trie" and not args.artifact:
         p.error("trie needs --artifact")
@@ -55,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
         from suggest.artifact import load_artifact
         from suggest.pipeline import Pipeline
 
-        target = create_app(pipeline=Pipeline.from_artifact(prefix_only(load_artifact(args.artifact))))
+        artifact = prefix_only(load_artifact(args.artifact))
+        target = create_app(pipeline=Pipeline.from_artifact(artifact, cache_size=args.cache_size))
     uvicorn.run(target, host="127.0.0.1", port=args.port, loop="uvloop", http="httptools",
                 access_log=False, log_level=args.log_level)
     return 0

@@ -205,8 +205,11 @@ def bench_http(artifact_path: Path, workload: list[tuple[str, bool]], out: Path,
     py, art = sys.executable, str(artifact_path)
     servers = {  # name -> (argv without the port, readiness path)
         "floor": ([py, "-m", "eval._servers", "floor"], "/v1/suggest"),
-        "trie": ([py, "-m", "eval._servers", "trie", "--artifact", art], "/readyz"),
-        "all": ([py, "-m", "suggest.cli", "serve", "--artifact", art], "/readyz"),
+        "trie": ([py, "-m", "eval._servers", "trie", "--artifact", art, "--cache-size", "0"], "/readyz"),
+        "all": ([py, "-m", "suggest.cli", "serve", "--artifact", art, "--cache-size", "0"], "/readyz"),
+        # As deployed: the LRU of anonymous answers on (the workload repeats short prefixes, as traffic does)
+        "trie+cache": ([py, "-m", "eval._servers", "trie", "--artifact", art, "--cache-size", "20000"], "/readyz"),
+        "all+cache": ([py, "-m", "suggest.cli", "serve", "--artifact", art], "/readyz"),
     }
     # Opt-in: on a 2-vCPU VM pinning made both c=1 and c=32 slower (cross-core wake-ups, and a pinned
     # process cannot dodge other load), so by default the scheduler places client and servers.

@@ -34,13 +34,12 @@ class PrefixSource:
     def candidates(self, text, k, phrase_mask=None, user_id=None, hour=None) -> list[Candidate]:
         if not text:
             return []
-        keys, priors, n = self.keys, self.table.priors, len(text)
-        out = []
-        for i in self.keys.top(text, k, phrase_mask).tolist():
-            start = int(keys.offset[i])
-            phrase = int(keys.phrase[i])
-            out.append(Candidate(phrase, self.name, float(priors[phrase]) * self.discount, ((start, start + n),)))
-        return out
+        idx = self.keys.top(text, k, phrase_mask)
+        phrases = self.keys.phrase[idx]
+        priors = (self.table.priors[phrases] * self.discount).tolist()
+        n, name = len(text), self.name
+        return [Candidate(p, name, prior, ((start, start + n),))
+                for p, prior, start in zip(phrases.tolist(), priors, self.keys.offset[idx].tolist())]
 
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)

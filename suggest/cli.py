@@ -40,7 +40,7 @@ def cmd_serve(args) -> int:
 
     load_artifact(args.artifact)  # refuse a corrupt or mismatched artifact before binding the port
     loop, http = ("uvloop", "httptools") if sys.platform != "win32" else ("auto", "auto")
-    uvicorn.run(create_app(artifact=args.artifact), host=args.host, port=args.port, loop=loop, http=http,
+    uvicorn.run(create_app(artifact=args.artifact, cache_size=args.cache_size), host=args.host, port=args.port, loop=loop, http=http,
                 access_log=False, log_level=args.log_level)
     return 0
 
@@ -83,6 +83,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=int(os.environ.get("PORT", 8000)))
     s.add_argument("--log-level", default="info")
+    s.add_argument("--cache-size", type=int, default=20_000,
+                   help="anonymous answers kept in an LRU (0 turns the cache off)")
     s.set_defaults(func=cmd_serve)
 
     q = sub.add_parser("suggest", help="print suggestions for a typed text")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Callable, Sequence
 
 import numpy as np
@@ -57,8 +58,11 @@ def _merge(candidates: list[Candidate]) -> list[Merged]:
 class Pipeline:
     def __init__(self, table: PhraseTable, sources: Sequence[CandidateSource], artifact_id: str = "",
                  departments: dict[int, str] | None = None, aisles: dict[int, str] | None = None,
-                 stores: Sequence[str] = (), scorer: Scorer = prior_scorer):
+                 stores: Sequence[str] = (), scorer: Scorer = prior_scorer, cache_size: int = 0):
         self.table, self.sources, self.artifact_id, self.scorer = table, tuple(sources), artifact_id, scorer
+        # Anonymous answers depend only on (text, k, context, hour), and shoppers type the same
+        # short prefixes all day: an LRU of them saves the head of the traffic. Personal ones bypass it.
+        self._cached = lru_cache(maxsize=cache_size)(self._compute) if cache_size > 0 else None
         self._primary = tuple(s for s in self.sources if not s.fallback)
         self._fallback = tuple(s for s in self.sources if s.fallback)
         self.departments, self.aisles, self.stores = departments or {}, aisles or {}, frozenset(stores)
@@ -66,11 +70,11 @@ class Pipeline:
         self._aisle_by_name = {normalize(v): k for k, v in self.aisles.items()}
 
     @classmethod
-    def from_artifact(cls, artifact, scorer: Scorer = prior_scorer) -> "Pipeline":
+    def from_artifact(cls, artifact, scorer: Scorer = prior_scorer, cache_size: int = 0) -> "Pipeline":
         m = artifact.manifest
         return cls(artifact.table, artifact.sources, artifact.id,
                    {int(k): v for k, v in m["departments"].items()}, {int(k): v for k, v in m["aisles"].items()},
-                   m["stores"], scorer)
+                   m["stores"], scorer, cache_size)
 
     def make_query(self, text: str | None = "", k: int = 10, user_id: int | None = None,
                    department: str | int | None = None, aisle: str | int | None = None,
@@ -112,18 +116,28 @@ class Pipeline:
         if text and query.text[-1].isspace():
             text += " "  # a finished word: "pan " means "pan di stelle", not "pancakes"
         hour = query.hour if query.hour is not None else time.localtime().tm_hour
-        masks = self.table.masks(query.context)
+        if self._cached is not None and query.user_id is None:
+            return list(self._cached(text, query.k, query.context, None, hour if not text else None))
+        return list(self._compute(text, query.k, query.context, query.user_id, hour))
+
+    def cache_info(self):
+        return self._cached.cache_info() if self._cached is not None else None
+
+    def _compute(self, text: str, k: int, context: ContextFilter, user_id: int | None,
+                 hour: int | None) -> tuple[Suggestion, ...]:
+        query = Query(text, k, user_id, context, hour)
+        masks = self.table.masks(context)
         phrase_mask, product_mask = masks if masks else (None, None)
         candidates: list[Candidate] = []
         for source in self._primary:
-            candidates += source.candidates(text, query.k, phrase_mask, query.user_id, hour)
-        if len({c.phrase_id for c in candidates}) < query.k:
+            candidates += source.candidates(text, k, phrase_mask, user_id, hour)
+        if len({c.phrase_id for c in candidates}) < k:
             for source in self._fallback:
-                candidates += source.candidates(text, query.k, phrase_mask, query.user_id, hour)
+                candidates += source.candidates(text, k, phrase_mask, user_id, hour)
         merged = _merge(candidates)
         if not merged:
-            return []
-        scores = self.scorer(query, self.table, merged)
+            return ()
+        scores = self.scorer(query, self.table, merged).tolist()
         out: list[Suggestion] = []
         shown: set[int] = set()
         for i in sorted(range(len(merged)), key=lambda i: (-scores[i], merged[i].phrase_id)):
@@ -132,8 +146,8 @@ class Pipeline:
             if products and shown.issuperset(products):
                 continue  # leads only to products already on the list: it would waste a slot
             shown.update(products)
-            out.append(Suggestion(self.table.texts[m.phrase_id], round(float(scores[i]), 6), m.sources, m.highlight,
+            out.append(Suggestion(self.table.texts[m.phrase_id], round(scores[i], 6), m.sources, m.highlight,
                                   tuple(products)))
-            if len(out) == query.k:
+            if len(out) == k:
                 break
-        return out
+        return tuple(out)

@@ -86,3 +86,15 @@ def test_personal_empty_box(pipeline, world):
     unknown = _run(pipeline, "", k=10, user_id=10**9, hour=10)
     assert mine[0].sources == ("history",) and mine != anyone
     assert unknown == anyone  # an unknown user gets what everyone gets
+
+
+def test_cache_gives_the_same_answers_and_skips_personal_requests(artifact, pipeline, world):
+    cached = Pipeline.from_artifact(artifact, cache_size=100)
+    user = world.orders[0].user_id
+    for _ in range(2):
+        for text in ["", "b", "ban", "Ban ", "milk"]:
+            for kw in ({}, {"department": "frozen"}, {"hour": 20}):
+                assert _run(cached, text, k=7, **kw) == _run(pipeline, text, k=7, **kw)
+            assert _run(cached, text, user_id=user, hour=9) == _run(pipeline, text, user_id=user, hour=9)
+    info = cached.cache_info()
+    assert info.hits > 0 and info.currsize <= 100
