@@ -29,6 +29,7 @@ from urllib.parse import urlencode
 import numpy as np
 from tqdm import tqdm
 
+from eval._data import add_data_arguments, dataset_from_args
 from eval._bench_report import TARGETS, background_busy, code_version, histograms, machine, markdown, targets
 from eval._loadgen import HOST
 from eval._servers import prefix_only
@@ -268,9 +269,7 @@ def bench_http(artifact_path: Path, workload: list[tuple[str, bool]], out: Path,
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m eval.bench_suggest", description=__doc__.splitlines()[0])
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--data", type=Path, help="data directory in the Instacart layout")
-    src.add_argument("--demo", action="store_true", help="use the seeded demo world")
+    add_data_arguments(p)
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--artifact", type=Path, help="reuse this artifact, or build it here (default: build OUT/artifact afresh)")
     p.add_argument("--queries", type=int, default=5000, help="size of the typed-prefix workload")
@@ -283,15 +282,11 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if min(args.queries, args.requests, args.concurrency) < 1:
         p.error("--queries, --requests and --concurrency must be positive")
-
-    from suggest.demo import make_demo_world
-    from suggest.loaders import load_data
-
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     code = code_version(ROOT)  # at start: what this process and the servers import
     background = {"start": background_busy()}
-    data = load_data(args.data) if args.data else make_demo_world()
+    data = dataset_from_args(args)
     artifact_path = (args.artifact or out / "artifact").resolve()
     if args.artifact is None or not (artifact_path / "manifest.json").is_file():  # only --artifact is reused
         build_artifact(data, artifact_path)

@@ -24,6 +24,7 @@ from typing import Callable, Sequence
 import numpy as np
 from tqdm import tqdm
 
+from eval._data import add_data_arguments, dataset_from_args
 from eval.qac import aggregate, hit_rank, mrr_by_length
 from eval.split import split_dataset
 from suggest.artifact import build_artifact, load_artifact
@@ -172,9 +173,7 @@ def write_report(report: dict, out: Path | str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m eval.replay_suggest", description=__doc__.splitlines()[0])
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--data", type=Path, help="data directory in the Instacart layout")
-    src.add_argument("--demo", action="store_true", help="use the seeded demo world")
+    add_data_arguments(p)
     p.add_argument("--out", type=Path, required=True, help="report directory")
     p.add_argument("--k", type=int, default=10)
     p.add_argument("--max-targets", type=int, help="sample this many targets (seeded)")
@@ -184,10 +183,8 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--k must be in 1..{MAX_K}, got {args.k}")
     if args.max_targets is not None and args.max_targets < 1:
         p.error(f"--max-targets must be >= 1, got {args.max_targets}")
-    from suggest.demo import make_demo_world
-    from suggest.loaders import load_data
 
-    data = load_data(args.data) if args.data else make_demo_world()
+    data = dataset_from_args(args)
     report = evaluate(data, args.k, args.max_targets, args.seed)
     table = write_report(report, args.out)
     print(f"{report['n_targets']} targets, artifact {report['artifact']}, seconds {report['seconds']}")
