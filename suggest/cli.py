@@ -56,6 +56,20 @@ def cmd_suggest(args) -> int:
     return 0
 
 
+def cmd_simulate(args) -> int:
+    from eval.world.config import WorldConfig
+    from eval.world.simulate import build_world, simulate
+
+    if args.sessions < 1:
+        raise SystemExit("keystroke simulate: error: --sessions must be >= 1")
+    args.out.mkdir(parents=True, exist_ok=True)
+    world = build_world(_dataset(args), WorldConfig(), seed=args.seed)
+    summary = simulate(world, args.policy, args.sessions, seed=args.seed, split=args.split, out=args.out,
+                       workers=args.workers)
+    print(json.dumps({k: v for k, v in summary.items() if k != "purchase_aisles"}, indent=2))
+    return 0
+
+
 def cmd_export_demo(args) -> int:
     from suggest.demo import make_demo_world
     from suggest.loaders import write_data
@@ -98,6 +112,19 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--hour", type=int)
     q.set_defaults(func=cmd_suggest)
 
+    m = sub.add_parser("simulate", help="simulate logged sessions in the interaction world (eval/WORLD.md)")
+    src = m.add_mutually_exclusive_group(required=True)
+    src.add_argument("--data", type=Path, help="data directory in the Instacart layout")
+    src.add_argument("--demo", action="store_true", help="use the seeded demo world")
+    m.add_argument("--sessions", type=int, required=True)
+    m.add_argument("--policy", default="plackett-luce", choices=("popularity", "epsilon-greedy", "plackett-luce", "uniform"))
+    m.add_argument("--split", default="train", choices=("train", "test"), help="whose sessions: training or held-out users")
+    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--workers", type=int, default=1, help="parallel seeded shards (one events file each)")
+    m.add_argument("--strict", action="store_true")
+    m.add_argument("--out", type=Path, required=True, help="log folder (events-*.jsonl.gz, manifest.json)")
+    m.set_defaults(func=cmd_simulate)
+
     e = sub.add_parser("export-demo", help="write the demo world as CSV files in the Instacart layout")
     e.add_argument("--out", type=Path, required=True)
     e.add_argument("--seed", type=int, default=7)
@@ -109,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return args.func(args)
-    except KeystrokeError as e:
+    except (KeystrokeError, ValueError) as e:  # bad input or config: a message, not a traceback
         print(f"keystroke: error: {e}", file=sys.stderr)
         return 2
 

@@ -168,6 +168,6 @@ def make_demo_world(seed: int = 7, n_users: int = 600, variants: int = 24) -> Da
     rng = random.Random(seed)
     catalog = _catalog(rng, variants)
     orders = _orders(rng, catalog, n_users)
-    data = Dataset(catalog, orders, {}, _query_log(rng, catalog, orders), _stock(rng, catalog),
-                   {"demo": f"seed={seed},users={n_users},variants={variants}"}, name=f"demo-{seed}")
+    data = Dataset(catalog, orders, query_log=_query_log(rng, catalog, orders), out_of_stock=_stock(rng, catalog),
+                   checksums={"demo": f"seed={seed},users={n_users},variants={variants}"}, name=f"demo-{seed}")
     return data

@@ -2,8 +2,11 @@
 
 A data directory holds `products.csv`, `aisles.csv`, `departments.csv` and optionally
 `orders.csv`, `order_products.csv`, `order_lines_sample_with_user.csv`,
-`order_products_unlinked.csv` (Instacart's names), `queries.csv|tsv` (a query log) and
-`stock.csv` (store,product_id,in_stock). Malformed rows are reported with file and line and
+`order_products_unlinked.csv` (Instacart's names), `queries.csv|tsv` (a query log),
+`stock.csv` (store,product_id,in_stock) and the business files `prices.csv` (product_id,price),
+`margins.csv` (department_id,margin_rate) and `campaigns.csv` (campaign_id,brand,bid,budget).
+Business files may also come from an overlay folder (`load_data(root, business=DIR)`), so the
+simulated ones can sit beside read-only real data. Malformed rows are reported with file and line and
 skipped, or raise `DataError` when `strict=True`.
 """
 
@@ -19,9 +22,9 @@ from typing import Callable, Iterator
 
 from suggest.errors import DataError
 from suggest.text import normalize
-from suggest.types import Catalog, Dataset, Order, Product, QueryLogEntry
+from suggest.types import Campaign, Catalog, Dataset, Order, Product, QueryLogEntry
 
-__all__ = ["load_data", "load_query_log", "derive_brands", "write_data", "sha256_file"]
+__all__ = ["load_data", "load_query_log", "derive_brands", "write_data", "write_business", "sha256_file"]
 
 _DESCRIPTORS = frozenset(
     "organic natural fresh original classic large small medium mini extra light lite low "
@@ -167,10 +170,10 @@ def _load_orders(root: Path, catalog: Catalog, report: _Report) -> tuple[tuple[O
             r = _parse(path, line, report, row, spec)
             if r:
                 meta[r["order_id"]] = r
-    lines: dict[int, dict[int, tuple[int, bool]]] = defaultdict(dict)  # order -> product -> (position, reordered)
+    lines: dict[int, dict[int, tuple[int, bool | None]]] = defaultdict(dict)  # order -> product -> (position, reordered)
     anonymous: Counter = Counter()
 
-    def add_line(p: Path, line: int, order_id: int, product_id: int, pos: int, reordered: bool) -> None:
+    def add_line(p: Path, line: int, order_id: int, product_id: int, pos: int, reordered: bool | None) -> None:
         if catalog.get(product_id) is None:
             report.bad(p, line, f"unknown product_id {product_id}")
         elif order_id in meta:
@@ -188,8 +191,9 @@ def _load_orders(root: Path, catalog: Catalog, report: _Report) -> tuple[tuple[O
             if r:
                 meta.setdefault(r["order_id"], {"order_id": r["order_id"], "user_id": r["user_id"],
                                                 "order_number": r["order_number"]})
-                add_line(path, line, r["order_id"], r["product_id"], _UNKNOWN_POSITION, False)
-    spec = {"order_id": int, "product_id": int, "add_to_cart_order": int, "reordered": _bool01}
+                add_line(path, line, r["order_id"], r["product_id"], _UNKNOWN_POSITION, None)
+    spec = {"order_id": int, "product_id": int, "add_to_cart_order": int,
+            "reordered": lambda raw: None if raw == "" else _bool01(raw)}
     for name in ("order_products.csv", "order_products_unlinked.csv"):
         path = root / name
         for line, row in _rows(path, tuple(spec), report) if path.exists() else ():
@@ -242,7 +246,50 @@ def _load_stock(path: Path, catalog: Catalog, report: _Report) -> dict[str, froz
     return {store: frozenset(ids) for store, ids in out.items()}
 
 
-def load_data(root: Path | str, strict: bool = False, out=sys.stderr) -> Dataset:
+def _positive(raw: str) -> float:
+    value = float(raw)
+    if not value > 0:
+        raise ValueError(raw)
+    return value
+
+
+def _rate(raw: str) -> float:
+    value = float(raw)
+    if not 0.0 <= value < 1.0:
+        raise ValueError(raw)
+    return value
+
+
+def _load_business(dirs: list[Path], catalog: Catalog, report: _Report):
+    """prices, margin rates and campaigns: the first of `dirs` holding each file wins."""
+    def find(name: str) -> Path | None:
+        return next((d / name for d in dirs if (d / name).exists()), None)
+
+    prices, margins, campaigns = {}, {}, []
+    if path := find("prices.csv"):
+        for line, row in _rows(path, ("product_id", "price"), report):
+            r = _parse(path, line, report, row, {"product_id": int, "price": _positive})
+            if r and catalog.get(r["product_id"]) is None:
+                report.bad(path, line, f"unknown product_id {r['product_id']}")
+            elif r:
+                prices[r["product_id"]] = r["price"]
+    if path := find("margins.csv"):
+        for line, row in _rows(path, ("department_id", "margin_rate"), report):
+            r = _parse(path, line, report, row, {"department_id": int, "margin_rate": _rate})
+            if r and r["department_id"] not in catalog.departments:
+                report.bad(path, line, f"unknown department_id {r['department_id']}")
+            elif r:
+                margins[r["department_id"]] = r["margin_rate"]
+    if path := find("campaigns.csv"):
+        spec = {"campaign_id": str, "brand": str, "bid": _positive, "budget": _positive}
+        for line, row in _rows(path, tuple(spec), report):
+            r = _parse(path, line, report, row, spec)
+            if r:
+                campaigns.append(Campaign(r["campaign_id"], r["brand"], r["bid"], r["budget"]))
+    return prices, margins, tuple(campaigns)
+
+
+def load_data(root: Path | str, strict: bool = False, out=sys.stderr, business: Path | str | None = None) -> Dataset:
     """Load a data directory in the Instacart layout (see module docstring)."""
     root = Path(root)
     if not (root / "products.csv").exists():
@@ -254,10 +301,14 @@ def load_data(root: Path | str, strict: bool = False, out=sys.stderr) -> Dataset
     for name in ("queries.csv", "queries.tsv"):
         if (root / name).exists():
             log = load_query_log(root / name, strict, report)
-    stock = _load_stock(root / "stock.csv", catalog, report) if (root / "stock.csv").exists() else {}
+    dirs = [Path(business), root] if business else [root]
+    stock_path = next((d / "stock.csv" for d in dirs if (d / "stock.csv").exists()), None)
+    stock = _load_stock(stock_path, catalog, report) if stock_path else {}
+    prices, margins, campaigns = _load_business(dirs, catalog, report)
     report.done()
-    checksums = {p.name: sha256_file(p) for p in sorted(root.glob("*.[ct]sv"))}
-    return Dataset(catalog, orders, anonymous, log, stock, checksums, name=root.name)
+    checksums = {p.name: sha256_file(p) for d in reversed(dirs) for p in sorted(d.glob("*.[ct]sv"))}
+    return Dataset(catalog, orders, anonymous, log, stock, prices=prices, margin_rates=margins, campaigns=campaigns,
+                   checksums=checksums, name=root.name)
 
 
 def write_data(dataset: Dataset, root: Path | str) -> Path:
@@ -281,15 +332,40 @@ def write_data(dataset: Dataset, root: Path | str) -> Path:
           ((o.order_id, o.user_id, "prior", o.order_number, o.dow, o.hour,
             "" if o.days_since_prior is None else o.days_since_prior) for o in dataset.orders))
     write("order_products.csv", ["order_id", "product_id", "add_to_cart_order", "reordered"],
-          ((o.order_id, p, i + 1, int(r)) for o in dataset.orders
-           for i, (p, r) in enumerate(zip(o.product_ids, o.reordered or (False,) * len(o.product_ids)))))
+          ((o.order_id, p, i + 1, "" if r is None else int(r)) for o in dataset.orders
+           for i, (p, r) in enumerate(zip(o.product_ids, o.reordered or (None,) * len(o.product_ids)))))
     if dataset.anonymous_lines:
         write("order_products_unlinked.csv", ["order_id", "product_id", "add_to_cart_order", "reordered"],
               ((-1, p, 1, 0) for p, n in sorted(dataset.anonymous_lines.items()) for _ in range(n)))
     if dataset.query_log:
         write("queries.csv", ["query", "count", "user_id", "timestamp"],
               ((q.query, q.count, "" if q.user_id is None else q.user_id, q.timestamp or "") for q in dataset.query_log))
+    write_business(dataset, root)
+    return root
+
+
+def write_business(dataset: Dataset, root: Path | str) -> Path:
+    """Write stock, prices, margins and campaigns (whichever the dataset has) as CSVs."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+
+    def write(name: str, header: list[str], rows) -> None:
+        with open(root / name, "w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f)
+            w.writerow(header)
+            w.writerows(rows)
+
     if dataset.out_of_stock:
+        # every store gets a row even when nothing is out there, so that the store is known
         write("stock.csv", ["store", "product_id", "in_stock"],
-              ((s, p, 0) for s, ids in sorted(dataset.out_of_stock.items()) for p in sorted(ids)))
+              [r for s, ids in sorted(dataset.out_of_stock.items())
+               for r in ([(s, p, 0) for p in sorted(ids)] or [(s, dataset.catalog.products[0].product_id, 1)])])
+    if dataset.prices:
+        write("prices.csv", ["product_id", "price"], ((p, f"{v:.2f}") for p, v in sorted(dataset.prices.items())))
+    if dataset.margin_rates:
+        write("margins.csv", ["department_id", "margin_rate"],
+              ((d, f"{v:.4f}") for d, v in sorted(dataset.margin_rates.items())))
+    if dataset.campaigns:
+        write("campaigns.csv", ["campaign_id", "brand", "bid", "budget"],
+              ((c.campaign_id, c.brand, f"{c.bid:.4f}", f"{c.budget:.2f}") for c in dataset.campaigns))
     return root

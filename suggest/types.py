@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 __all__ = [
-    "Product", "Catalog", "Order", "QueryLogEntry", "Dataset",
+    "Product", "Catalog", "Order", "QueryLogEntry", "Campaign", "Dataset",
     "Query", "ContextFilter", "Candidate", "Suggestion", "MATCH_KINDS",
 ]
 
@@ -41,7 +41,7 @@ class Order:
     user_id: int
     order_number: int
     product_ids: tuple[int, ...]
-    reordered: tuple[bool, ...] = ()
+    reordered: tuple[bool | None, ...] = ()  # per line; None where the source does not say
     dow: int | None = None  # 0..6
     hour: int | None = None  # 0..23
     days_since_prior: float | None = None
@@ -55,6 +55,16 @@ class QueryLogEntry:
     timestamp: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Campaign:
+    """A sponsored campaign: the brand's products may take sponsored slots at `bid` per click."""
+
+    campaign_id: str
+    brand: str
+    bid: float     # value of one sponsored click
+    budget: float  # total spend allowed
+
+
 @dataclass(frozen=True)
 class Dataset:
     """Everything an artifact is built from."""
@@ -64,6 +74,9 @@ class Dataset:
     anonymous_lines: dict[int, int] = field(default_factory=dict)  # product_id -> lines with no known user
     query_log: tuple[QueryLogEntry, ...] = ()
     out_of_stock: dict[str, frozenset[int]] = field(default_factory=dict)  # store -> product ids
+    prices: dict[int, float] = field(default_factory=dict)         # product_id -> unit price
+    margin_rates: dict[int, float] = field(default_factory=dict)   # department_id -> margin / price
+    campaigns: tuple[Campaign, ...] = ()
     checksums: dict[str, str] = field(default_factory=dict)  # source file -> sha256
     name: str = "unnamed"
 
