@@ -4,6 +4,7 @@
       manifest.json     format version, counts, source checksums, build time, file checksums
       phrases/          the phrase table every source points into
       prefix/ infix/ typo/ zero/   one folder per candidate source
+      vector/           embedding recall, when built with an encoder (manifest "encoder" says which)
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from indexes.base import CandidateSource
 from indexes.fuzzy import TypoSource
 from indexes.phrases import PhraseTable, mine_phrases
 from indexes.prefix import InfixSource, PrefixSource
+from indexes.vector import Embed, VectorSource
 from indexes.zero import ZeroPrefixSource
 from suggest.errors import ArtifactError
 from suggest.loaders import sha256_file
@@ -51,14 +53,19 @@ def _file_checksums(root: Path) -> dict[str, str]:
             if p.is_file() and p.name != "manifest.json"}
 
 
-def build_artifact(data: Dataset, out: Path | str, progress: bool = True) -> Path:
-    """Build every source into a temporary folder beside `out`, then swap it in."""
+def build_artifact(data: Dataset, out: Path | str, progress: bool = True, embed: Embed | None = None,
+                   encoder: dict | None = None) -> Path:
+    """Build every source into a temporary folder beside `out`, then swap it in.
+
+    With `embed` (and `encoder`, a description of it: name, adapter path) the artifact also gets
+    embedding recall over phrases and products."""
+    sources = SOURCES + ((VectorSource,) if embed is not None else ())
     out = Path(out).resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.building-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     started = time.time()
-    steps = tqdm(total=1 + len(SOURCES), desc="build", unit="step", disable=not progress, file=sys.stderr)
+    steps = tqdm(total=1 + len(sources), desc="build", unit="step", disable=not progress, file=sys.stderr)
     try:
         steps.set_postfix_str("phrases")
         table = mine_phrases(data)
@@ -66,9 +73,9 @@ def build_artifact(data: Dataset, out: Path | str, progress: bool = True) -> Pat
         steps.update()
         counts = {"products": len(data.catalog), "orders": len(data.orders), "queries": len(data.query_log),
                   "phrases": len(table)}
-        for cls in SOURCES:
+        for cls in sources:
             steps.set_postfix_str(cls.name)
-            source = cls.build(table, data)
+            source = cls.build(table, data, embed, encoder) if cls is VectorSource else cls.build(table, data)
             source.save(tmp / cls.name)
             counts[cls.name] = len(source)
             steps.update()
@@ -80,7 +87,8 @@ def build_artifact(data: Dataset, out: Path | str, progress: bool = True) -> Pat
             "build_seconds": round(time.time() - started, 2),
             "data": {"name": data.name, "checksums": data.checksums},
             "counts": counts,
-            "sources": [cls.name for cls in SOURCES],
+            "sources": [cls.name for cls in sources],
+            "encoder": encoder if embed is not None else None,
             "departments": {str(k): v for k, v in sorted(data.catalog.departments.items())},
             "aisles": {str(k): v for k, v in sorted(data.catalog.aisles.items())},
             "stores": sorted(data.out_of_stock),
@@ -113,8 +121,12 @@ def read_manifest(path: Path | str) -> dict:
     return manifest
 
 
-def load_artifact(path: Path | str, verify: bool = True) -> Artifact:
-    """Load an artifact, refusing one that is incomplete, corrupt or of another format version."""
+def load_artifact(path: Path | str, verify: bool = True, embed: Embed | None = None,
+                  adapter: str | None = None) -> Artifact:
+    """Load an artifact, refusing one that is incomplete, corrupt or of another format version.
+
+    An artifact with embedding recall needs the encoder its vectors came from: `embed`, or else the
+    one its manifest names is loaded. `adapter` (a name) must match that encoder."""
     path = Path(path)
     manifest = read_manifest(path)
     if verify:
@@ -124,10 +136,31 @@ def load_artifact(path: Path | str, verify: bool = True) -> Artifact:
                 raise ArtifactError(f"{path} is incomplete: {rel} is missing; rebuild the artifact")
             if sha256_file(f) != digest:
                 raise ArtifactError(f"{path} is corrupt: checksum of {rel} does not match the manifest; rebuild it")
+    encoder = manifest.get("encoder")
+    if adapter is not None and (encoder or {}).get("name") != adapter:
+        raise ArtifactError(f"{path} was built with encoder {(encoder or {}).get('name')!r}, not adapter {adapter!r}; "
+                            f"rebuild it with `keystroke build --adapter {adapter}`")
+    if "vector" in manifest["sources"] and embed is None:
+        embed = _load_encoder(encoder)
     try:
         table = PhraseTable.load(path / "phrases")
-        by_name = {cls.name: cls for cls in SOURCES}
-        sources = tuple(by_name[name].load(path / name, table) for name in manifest["sources"])
+        by_name = {cls.name: cls for cls in SOURCES + (VectorSource,)}
+        sources = tuple(VectorSource.load(path / name, table, embed) if name == "vector"
+                        else by_name[name].load(path / name, table) for name in manifest["sources"])
     except (OSError, ValueError, KeyError) as e:
         raise ArtifactError(f"{path} cannot be loaded ({type(e).__name__}: {e}); rebuild the artifact") from None
     return Artifact(path, manifest, table, sources)
+
+
+def _load_encoder(encoder: dict | None) -> Embed:
+    """The encoder a manifest names (the base model, or a LoRA adapter merged into it)."""
+    from adapters.encoder import Encoder  # torch is imported only for artifacts that need it
+
+    if not encoder:
+        raise ArtifactError("the artifact has a vector source but its manifest names no encoder; rebuild it")
+    adapter_dir = encoder.get("path")
+    if adapter_dir and not Path(adapter_dir).is_dir():
+        raise ArtifactError(f"the artifact's adapter {encoder.get('name')!r} is not at {adapter_dir}; "
+                            "put it back or rebuild the artifact")
+    model = Encoder.load(adapter_dir) if adapter_dir else Encoder.base()
+    return model.encode
