@@ -121,13 +121,13 @@ def demo_page() -> str:
 
 
 def create_app(artifact: Path | str | None = None, pipeline: Pipeline | None = None,
-               cache_size: int = 0) -> Litestar:
+               cache_size: int = 0, adapter: str | None = None) -> Litestar:
     """An app serving `pipeline`, or the artifact at `artifact`, loaded in the background."""
     state = State({"pipeline": pipeline, "load_error": None})
 
     def load() -> None:
         try:
-            state.pipeline = Pipeline.from_artifact(load_artifact(artifact), cache_size=cache_size)
+            state.pipeline = Pipeline.from_artifact(load_artifact(artifact, adapter=adapter), cache_size=cache_size)
             log.info("artifact %s loaded", state.pipeline.artifact_id)
         except ArtifactError as e:
             state.load_error = str(e)

@@ -22,11 +22,25 @@ def _dataset(args):
     return make_demo_world(seed=args.seed)
 
 
+def _encoder(args) -> tuple:
+    """(embed, description) for --vector / --adapter, or (None, None)."""
+    if not (args.vector or args.adapter):
+        return None, None
+    from adapters.encoder import Encoder
+    from adapters.registry import resolve
+
+    if args.adapter:
+        path = Path(args.adapter) if Path(args.adapter).is_dir() else resolve(args.adapters_dir, args.adapter)
+        return Encoder.load(path).encode, {"name": path.name, "path": str(path.resolve())}
+    return Encoder.base().encode, {"name": "base", "path": None}
+
+
 def cmd_build(args) -> int:
     from suggest.artifact import build_artifact
 
     data = _dataset(args)
-    path = build_artifact(data, args.out, progress=not args.quiet)
+    embed, encoder = _encoder(args)
+    path = build_artifact(data, args.out, progress=not args.quiet, embed=embed, encoder=encoder)
     manifest = json.loads((path / "manifest.json").read_text())
     print(f"built {manifest['id']} in {manifest['build_seconds']}s: {json.dumps(manifest['counts'])}")
     return 0
@@ -38,9 +52,9 @@ def cmd_serve(args) -> int:
     from suggest.app import create_app
     from suggest.artifact import load_artifact
 
-    load_artifact(args.artifact)  # refuse a corrupt or mismatched artifact before binding the port
+    load_artifact(args.artifact, adapter=args.adapter)  # refuse a bad artifact before binding the port
     loop, http = ("uvloop", "httptools") if sys.platform != "win32" else ("auto", "auto")
-    uvicorn.run(create_app(artifact=args.artifact, cache_size=args.cache_size), host=args.host, port=args.port, loop=loop, http=http,
+    uvicorn.run(create_app(artifact=args.artifact, cache_size=args.cache_size, adapter=args.adapter), host=args.host, port=args.port, loop=loop, http=http,
                 access_log=False, log_level=args.log_level)
     return 0
 
@@ -53,6 +67,17 @@ def cmd_suggest(args) -> int:
     query = pipeline.make_query(args.text, args.k, args.user_id, args.department, args.aisle, args.store, args.hour)
     for s in pipeline.suggest(query):
         print(f"{s.score:10.6f}  {s.text:<50}  {','.join(s.sources):<14} {list(s.product_ids[:3])}")
+    return 0
+
+
+def cmd_train_adapter(args) -> int:
+    from adapters.lora import AdapterConfig, train_adapter_on_data
+    from eval.split import split_dataset
+
+    split = split_dataset(_dataset(args), seed=args.seed)  # pairs come from the training split only
+    config = AdapterConfig(max_steps=args.max_steps, seed=args.seed)
+    path = train_adapter_on_data(split.train, args.out, config)
+    print(f"adapter saved to {path}: {(path / 'card.json').read_text()}")
     return 0
 
 
@@ -90,6 +115,9 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--strict", action="store_true", help="reject malformed rows instead of skipping them")
     b.add_argument("--out", type=Path, required=True)
     b.add_argument("--quiet", action="store_true")
+    b.add_argument("--vector", action="store_true", help="add embedding recall with the base encoder")
+    b.add_argument("--adapter", help="add embedding recall with this LoRA adapter (name or folder)")
+    b.add_argument("--adapters-dir", type=Path, default=Path("artifacts/adapters"), help="where named adapters live")
     b.set_defaults(func=cmd_build)
 
     s = sub.add_parser("serve", help="serve an artifact over HTTP")
@@ -97,6 +125,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=int(os.environ.get("PORT", 8000)))
     s.add_argument("--log-level", default="info")
+    s.add_argument("--adapter", help="serve with this adapter; the artifact must have been built with it")
     s.add_argument("--cache-size", type=int, default=20_000,
                    help="anonymous answers kept in an LRU (0 turns the cache off)")
     s.set_defaults(func=cmd_serve)
@@ -124,6 +153,16 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--strict", action="store_true")
     m.add_argument("--out", type=Path, required=True, help="log folder (events-*.jsonl.gz, manifest.json)")
     m.set_defaults(func=cmd_simulate)
+
+    t = sub.add_parser("train-adapter", help="train a LoRA adapter of the encoder on the training split")
+    src = t.add_mutually_exclusive_group(required=True)
+    src.add_argument("--data", type=Path, help="data directory in the Instacart layout")
+    src.add_argument("--demo", action="store_true", help="use the seeded demo world")
+    t.add_argument("--out", type=Path, required=True, help="adapter folder, e.g. artifacts/adapters/v1")
+    t.add_argument("--max-steps", type=int, default=600)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--strict", action="store_true")
+    t.set_defaults(func=cmd_train_adapter)
 
     e = sub.add_parser("export-demo", help="write the demo world as CSV files in the Instacart layout")
     e.add_argument("--out", type=Path, required=True)
