@@ -82,3 +82,13 @@ def test_artifact_with_vectors_round_trips_and_names_its_encoder(world, tmp_path
     assert load_artifact(path, embed=trigram_embed, adapter="trigram").id == art.id
     with pytest.raises(ArtifactError, match="built with encoder 'trigram', not adapter 'v2'"):
         load_artifact(path, embed=trigram_embed, adapter="v2")
+
+
+def test_recall_gating_replay(vector, artifact, world):
+    from eval.recall_gating import replay
+
+    p = Pipeline(artifact.table, artifact.sources + (vector,), artifact.id)
+    report = replay(p, world, sessions=60, seed=2, typo_rate=0.1, progress=False)
+    assert report["keystrokes"] > 100
+    assert 0.0 < report["vector_asked_share"] < 1.0      # a fallback: asked on some keystrokes only
+    assert 0.0 <= report["cache_hit_rate"] <= 1.0 and 0.0 < report["shown_from_vector_share"] < 1.0
