@@ -76,7 +76,7 @@ def evaluate_encoders(data, encoders: dict, n_targets: int = 1000, corpus_size: 
     targets, queries = _queries(data, split, n_targets, seed)
     corpus = _corpus(data, targets, corpus_size, seed)
     row = {p: i for i, p in enumerate(corpus)}
-    texts = [product_text(data.catalog.get(p).name.lower(), data.catalog.aisles[data.catalog.get(p).aisle_id])
+    texts = [product_text(data.catalog.get(p).name, data.catalog.aisles[data.catalog.get(p).aisle_id])
              for p in corpus]
     bucket = _popularity_buckets(split.train, targets)
     report = {}

@@ -31,23 +31,17 @@ from suggest.text import normalize
 __all__ = ["main"]
 
 
-def _variants(model):
-    """name -> (model, run(fn) wrapper)."""
-    quantised = torch.ao.quantization.quantize_dynamic(copy.deepcopy(model), {torch.nn.Linear}, dtype=torch.qint8)
+def _variants(encoder):
+    """name -> encode(texts, batch_size) for each way of running the same weights."""
+    from adapters.encoder import Encoder
 
-    def eager(fn):
-        return fn()
+    def eager(texts, batch):  # autograd on, as a plain forward pass would run
+        out = [encoder.embed(texts[i:i + batch]).detach().numpy() for i in range(0, len(texts), batch)]
+        return np.concatenate(out)
 
-    def inference(fn):
-        with torch.inference_mode():
-            return fn()
-
-    return {"eager": (model, eager), "inference_mode": (model, inference), "int8": (quantised, inference)}
-
-
-def _encode(model, texts, batch):
-    return model.encode(list(texts), batch_size=batch, convert_to_numpy=True, normalize_embeddings=True,
-                        show_progress_bar=False)
+    quantised = Encoder(torch.ao.quantization.quantize_dynamic(copy.deepcopy(encoder.model), {torch.nn.Linear},
+                                                               dtype=torch.qint8), encoder.tokenizer)
+    return {"eager": eager, "inference_mode": encoder.encode, "int8": quantised.encode}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -63,26 +57,26 @@ def main(argv: list[str] | None = None) -> int:
     from adapters.encoder import Encoder
 
     encoder = Encoder.load(args.adapter) if args.adapter else Encoder.base()
-    model = encoder.model  # a SentenceTransformer
     data = dataset_from_args(args)
     rng = random.Random(args.seed)
     products = rng.sample(list(data.catalog.products), min(args.products, len(data.catalog)))
-    texts = [product_text(x.name.lower(), data.catalog.aisles[x.aisle_id]) for x in products]
+    texts = [product_text(x.name, data.catalog.aisles[x.aisle_id]) for x in products]
     prefixes = [normalize(x.name)[: rng.randint(3, 10)] for x in rng.sample(products, min(args.prefixes, len(products)))]
-    threads = os.cpu_count() or 1
+    threads = len(os.sched_getaffinity(0))  # the cores this process may use (cpu_count says the host)
     results, reference, ref_top = {}, None, None
-    for name, (m, run) in _variants(model).items():
-        torch.set_num_threads(threads if name != "eager" else torch.get_num_threads())
-        run(lambda: _encode(m, prefixes[:20], 1))  # warm-up
+    default_threads = torch.get_num_threads()
+    for name, encode in _variants(encoder).items():
+        torch.set_num_threads(default_threads if name == "eager" else threads)
+        encode(prefixes[:20], 1)  # warm-up
         lat = []
         for q in tqdm(prefixes, desc=f"{name} batch 1", file=sys.stderr, leave=False):
             t = time.perf_counter_ns()
-            run(lambda: _encode(m, [q], 1))
+            encode([q], 1)
             lat.append((time.perf_counter_ns() - t) / 1e6)
         t = time.perf_counter()
-        product_vecs = run(lambda: _encode(m, texts, 64))
+        product_vecs = encode(texts, 64)
         throughput = len(texts) / (time.perf_counter() - t)
-        prefix_vecs = run(lambda: _encode(m, prefixes, 64))
+        prefix_vecs = encode(prefixes, 64)
         top = np.argsort(-(prefix_vecs @ product_vecs.T), axis=1)[:, :10]
         if reference is None:
             reference, ref_top = (prefix_vecs, product_vecs), top

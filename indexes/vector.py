@@ -18,6 +18,7 @@ import faiss
 import numpy as np
 
 from indexes.phrases import PhraseTable
+from suggest.text import normalize
 from suggest.types import Candidate, Dataset
 
 __all__ = ["VectorSource", "Embed", "HNSW_ABOVE", "product_text"]
@@ -31,8 +32,9 @@ QUERY_CACHE = 50_000      # prefix embeddings kept
 
 
 def product_text(name: str, aisle: str) -> str:
-    """What a product's embedding is computed from (adapters are trained on the same form)."""
-    return f"{name} | {aisle}"
+    """What a product's embedding is computed from: "greek yogurt plain | yogurt" (adapters/pairs.py
+    trains on the same form)."""
+    return f"{normalize(name)} | {normalize(aisle)}"
 
 
 def _index(vectors: np.ndarray) -> faiss.Index:
@@ -59,7 +61,7 @@ class VectorSource:
     @classmethod
     def build(cls, table: PhraseTable, data: Dataset, embed: Embed, encoder: dict | None = None) -> "VectorSource":
         catalog = data.catalog
-        names = [product_text(p.name.lower(), catalog.aisles[p.aisle_id]) for p in catalog.products]
+        names = [product_text(p.name, catalog.aisles[p.aisle_id]) for p in catalog.products]
         return cls(table, embed(table.texts).astype(np.float32), embed(names).astype(np.float32), embed,
                    encoder or {"name": "unnamed"})
 
