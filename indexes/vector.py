@@ -27,7 +27,7 @@ Embed = Callable[[Sequence[str]], np.ndarray]
 HNSW_ABOVE = 200_000      # rows; below it an exact flat index is fast enough and loses nothing
 VECTOR_DISCOUNT = 0.02    # semantic matches rank below exact ones of any popularity
 MIN_CHARS = 3             # one or two letters say too little to embed
-MIN_SIMILARITY = 0.35     # cosine below which a neighbour is noise
+NOISE_SIGMAS = 2.0        # a neighbour must beat random pairs' cosine by this many standard deviations
 QUERY_CACHE = 50_000      # prefix embeddings kept
 
 
@@ -35,6 +35,16 @@ def product_text(name: str, aisle: str) -> str:
     """What a product's embedding is computed from: "greek yogurt plain | yogurt" (adapters/pairs.py
     trains on the same form)."""
     return f"{normalize(name)} | {normalize(aisle)}"
+
+
+def _noise_floor(vectors: np.ndarray, pairs: int = 2000) -> float:
+    """Mean + NOISE_SIGMAS * std of the cosine between random pairs of rows (seeded)."""
+    if len(vectors) < 2:
+        return 0.0
+    rng = np.random.default_rng(0)
+    a, b = rng.integers(0, len(vectors), pairs), rng.integers(0, len(vectors), pairs)
+    sims = np.sum(vectors[a] * vectors[b], axis=1)
+    return float(sims.mean() + NOISE_SIGMAS * sims.std())
 
 
 def _index(vectors: np.ndarray) -> faiss.Index:
@@ -50,8 +60,12 @@ class VectorSource:
     fallback = True
 
     def __init__(self, table: PhraseTable, phrase_vectors: np.ndarray, product_vectors: np.ndarray,
-                 embed: Embed | None, encoder: dict, indexes: tuple[faiss.Index, faiss.Index] | None = None):
+                 embed: Embed | None, encoder: dict, indexes: tuple[faiss.Index, faiss.Index] | None = None,
+                 min_similarity: float | None = None):
         self.table, self.encoder = table, encoder      # encoder: what embedded the rows (name, checksum)
+        # Encoders differ in how alike unrelated texts look (a contrastive adapter lifts every cosine),
+        # so the floor is measured on this encoder's own rows rather than fixed.
+        self.min_similarity = _noise_floor(phrase_vectors) if min_similarity is None else min_similarity
         self.phrase_vectors = phrase_vectors           # (n_phrases, dim) float32
         self.product_vectors = product_vectors         # (n_products, dim) float32, rows as table.product_ids
         self.phrases, self.products = indexes or (_index(phrase_vectors), _index(product_vectors))
@@ -85,7 +99,7 @@ class VectorSource:
         sims, ids = self.phrases.search(self.query_vector(text.strip()), min(fetch, len(self.table)))
         out = []
         for sim, ph in zip(sims[0].tolist(), ids[0].tolist()):
-            if ph < 0 or sim < MIN_SIMILARITY or (phrase_mask is not None and not phrase_mask[ph]):
+            if ph < 0 or sim < self.min_similarity or (phrase_mask is not None and not phrase_mask[ph]):
                 continue
             out.append(Candidate(ph, self.name, VECTOR_DISCOUNT * min(sim, 1.0)))
             if len(out) == k:
@@ -124,14 +138,15 @@ class VectorSource:
         faiss.write_index(self.products, str(directory / "products.faiss"))
         kinds = {"phrases": type(self.phrases).__name__, "products": type(self.products).__name__}
         (directory / "vector.json").write_text(json.dumps({"encoder": self.encoder, "index": kinds,
-                                                           "dim": int(self.phrase_vectors.shape[1])}, indent=2))
+                                                           "dim": int(self.phrase_vectors.shape[1]),
+                                                           "min_similarity": self.min_similarity}, indent=2))
 
     @classmethod
     def load(cls, directory: Path, table: PhraseTable, embed: Embed | None = None) -> "VectorSource":
         meta = json.loads((directory / "vector.json").read_text())
         indexes = (faiss.read_index(str(directory / "phrases.faiss")), faiss.read_index(str(directory / "products.faiss")))
         return cls(table, np.load(directory / "phrase_vectors.npy"), np.load(directory / "product_vectors.npy"),
-                   embed, meta["encoder"], indexes)
+                   embed, meta["encoder"], indexes, meta["min_similarity"])
 
     def __len__(self) -> int:
         return len(self.table)
