@@ -4,6 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 ARTIFACT ?= artifacts/demo
 DATA ?=
+ENCODER ?= --vector        # embedding recall with the base encoder; ENCODER="--adapter NAME" or ENCODER= for none
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
@@ -18,7 +19,7 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed
 
 build: install
-	$(VENV)/bin/keystroke build $(if $(DATA),--data $(DATA),--demo) --out $(ARTIFACT)
+	$(VENV)/bin/keystroke build $(if $(DATA),--data $(DATA),--demo) $(ENCODER) --out $(ARTIFACT)
 
 serve: install
 	$(VENV)/bin/keystroke serve --artifact $(ARTIFACT) --host $(HOST) --port $(PORT)
