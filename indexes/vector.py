@@ -10,12 +10,14 @@ plain function and the server passes the (LoRA-adapted) encoder.
 from __future__ import annotations
 
 import json
+import sys
 from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Sequence
 
 import faiss
 import numpy as np
+from tqdm import tqdm
 
 from indexes.phrases import PhraseTable
 from suggest.text import normalize
@@ -35,6 +37,13 @@ def product_text(name: str, aisle: str) -> str:
     """What a product's embedding is computed from: "greek yogurt plain | yogurt" (adapters/pairs.py
     trains on the same form)."""
     return f"{normalize(name)} | {normalize(aisle)}"
+
+
+def _embed_all(embed: Embed, texts: Sequence[str], desc: str, progress: bool, chunk: int = 2048) -> np.ndarray:
+    """(n, dim) float32, in chunks so that a long build shows its progress."""
+    parts = [embed(texts[i:i + chunk]).astype(np.float32)
+             for i in tqdm(range(0, len(texts), chunk), desc=desc, unit="chunk", disable=not progress, file=sys.stderr)]
+    return np.concatenate(parts) if parts else np.zeros((0, 1), np.float32)
 
 
 def _noise_floor(vectors: np.ndarray, pairs: int = 2000) -> float:
@@ -73,11 +82,12 @@ class VectorSource:
         self._query = lru_cache(maxsize=QUERY_CACHE)(self._embed_one)
 
     @classmethod
-    def build(cls, table: PhraseTable, data: Dataset, embed: Embed, encoder: dict | None = None) -> "VectorSource":
+    def build(cls, table: PhraseTable, data: Dataset, embed: Embed, encoder: dict | None = None,
+              progress: bool = False) -> "VectorSource":
         catalog = data.catalog
         names = [product_text(p.name, catalog.aisles[p.aisle_id]) for p in catalog.products]
-        return cls(table, embed(table.texts).astype(np.float32), embed(names).astype(np.float32), embed,
-                   encoder or {"name": "unnamed"})
+        return cls(table, _embed_all(embed, table.texts, "embed phrases", progress),
+                   _embed_all(embed, names, "embed products", progress), embed, encoder or {"name": "unnamed"})
 
     def _embed_one(self, text: str) -> np.ndarray:
         if self._embed is None:

@@ -75,7 +75,8 @@ def build_artifact(data: Dataset, out: Path | str, progress: bool = True, embed:
                   "phrases": len(table)}
         for cls in sources:
             steps.set_postfix_str(cls.name)
-            source = cls.build(table, data, embed, encoder) if cls is VectorSource else cls.build(table, data)
+            source = (cls.build(table, data, embed, encoder, progress=progress) if cls is VectorSource
+                      else cls.build(table, data))
             source.save(tmp / cls.name)
             counts[cls.name] = len(source)
             steps.update()
