@@ -9,7 +9,7 @@ __all__ = ["normalize", "tokens", "singular", "fold_key", "has_control_chars"]
 
 _NON_WORD = re.compile(r"[^\w&'%]+")
 _APOSTROPHE = re.compile(r"(?<!\w)'|'(?!\w)")
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # C0 and C1 controls, tab and newline included
 
 # Words that end in "s" but are not plurals (or whose plural rule would mangle them).
 _KEEP = frozenset(

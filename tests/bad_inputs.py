@@ -7,6 +7,7 @@ BAD_QUERIES = [
     ({"text": "a" * 201}, "q", "at most 200 characters"),
     ({"text": "ban\x00ana"}, "q", "control characters"),
     ({"text": "ban\x1b[2J"}, "q", "control characters"),
+    ({"text": "two\nlines"}, "q", "control characters"),
     ({"user_id": -1}, "user_id", "non-negative"),
     ({"hour": 24}, "hour", r"0\.\.23"),
     ({"store": "no-such-store"}, "store", "unknown store"),

@@ -29,4 +29,5 @@ def test_plural_variants_share_a_key():
 
 
 def test_control_characters_detected():
-    assert has_control_chars("a\x00b") and has_control_chars("\x7f") and not has_control_chars("tab\tis ok")
+    assert has_control_chars("a\x00b") and has_control_chars("\x7f") and has_control_chars("new\nline")
+    assert has_control_chars("tab\t") and not has_control_chars("crème brûlée 2% ½")
