@@ -36,6 +36,8 @@ class ShownItem:
     propensity: float | None      # P(this item at this position) under the logging policy; None when
                                   # the policy logs only the list's propensity (Plackett-Luce in simulation)
     sponsored: bool = False
+    score: float | None = None    # the candidate's prior when it was shown (for training on the logs)
+    sources: tuple[str, ...] = () # which candidate sources found it (suggest surface)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +109,8 @@ def _decode(obj: dict) -> Impression | Visit:
     obj.pop("schema_version")
     if kind == "visit":
         return Visit(**obj)
-    obj["items"] = tuple(ShownItem(**{**i, "product_ids": tuple(i["product_ids"])}) for i in obj["items"])
+    obj["items"] = tuple(ShownItem(**{**i, "product_ids": tuple(i["product_ids"]),
+                                      "sources": tuple(i.get("sources", ()))}) for i in obj["items"])
     obj["clicks"], obj["add_to_carts"] = tuple(obj["clicks"]), tuple(obj["add_to_carts"])
     return Impression(**obj)
 

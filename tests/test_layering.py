@@ -7,7 +7,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT = {"suggest", "indexes", "ranking", "adapters", "eval"}
-RECORDS = {"suggest.types", "suggest.errors", "suggest.text"}
+RECORDS = {"suggest.types", "suggest.errors", "suggest.text", "suggest.events"}
 
 
 def _imports(path: Path) -> set[str]:

@@ -129,7 +129,7 @@ class _Session:
             clicks = self._clicks([s.product_ids for s in shown], cfg.look_rate)
             out.append(Impression(f"{self.sid}-{step}", self.sid, self.user_id, "suggest", text, step, self.policy.name,
                                   float(r.list_propensity),
-                                  tuple(ShownItem(p, s.text, s.product_ids, q)
+                                  tuple(ShownItem(p, s.text, s.product_ids, q, score=s.score, sources=s.sources)
                                         for p, (s, q) in enumerate(zip(shown, _propensities(r.item_propensity)))),
                                   tuple(clicks)))
             if clicks:
@@ -156,8 +156,9 @@ class _Session:
                 break
         return [Impression(f"{self.sid}-{step}", self.sid, self.user_id, "search", query, step, self.policy.name,
                            float(r.list_propensity),
-                           tuple(ShownItem(p, f"product:{pid}", (pid,), q)
-                                 for p, (pid, q) in enumerate(zip(shown, _propensities(r.item_propensity)))),
+                           tuple(ShownItem(p, f"product:{pid}", (pid,), q, score=round(float(scores[i]), 6))
+                                 for p, (pid, q, i) in enumerate(zip(shown, _propensities(r.item_propensity),
+                                                                     r.order.tolist()))),
                            tuple(clicks), tuple(carts), round(revenue, 4), round(margin, 4))]
 
 

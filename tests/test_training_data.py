@@ -1,0 +1,37 @@
+"""Logged impressions become training rows with the right labels and masks."""
+
+import numpy as np
+import pytest
+
+from eval.world.business import with_business
+from ranking.features import FEATURES, InMemoryFeatureStore
+from ranking.training_data import training_set
+from suggest.demo import make_demo_world
+from suggest.events import Impression, ShownItem, Visit
+
+
+@pytest.fixture(scope="module")
+def store():
+    return InMemoryFeatureStore(with_business(make_demo_world(seed=4, n_users=30, variants=4), seed=1))
+
+
+def test_labels_and_masks(store):
+    suggest = Impression("r1", "v1.0", 1, "suggest", "ban", 2, "greedy", 1.0,
+                         (ShownItem(0, "banana", (1, 2), 1.0, score=0.5, sources=("prefix",)),
+                          ShownItem(1, "bandages", (3,), 1.0, score=0.1, sources=("prefix",))), clicks=(0,))
+    search = Impression("r2", "v1.0", 1, "search", "banana", 3, "greedy", 1.0,
+                        (ShownItem(0, "product:1", (1,), 1.0, score=0.4), ShownItem(1, "product:2", (2,), 1.0, score=0.2)),
+                        clicks=(1,), add_to_carts=(2,), revenue=2.0, margin=0.5)
+    lonely = Impression("r3", "v9.0", None, "suggest", "x", 0, "greedy", 1.0, (ShownItem(0, "x", (4,), 1.0),))
+    ts = training_set([suggest, search, lonely, Visit(1, "v1", 1, 1, 2.0, False)], store)
+    assert ts.X.shape == (5, len(FEATURES)) and len(ts) == 5
+    assert ts.labels["relevance"].tolist() == [1, 0, 0, 1, 0]
+    assert ts.masks["purchase"].tolist() == [False, False, True, True, False]   # carts happen on search pages
+    assert ts.labels["purchase"].tolist() == [0, 0, 0, 1, 0]
+    assert ts.masks["margin"].tolist() == [False, False, False, True, False]
+    assert ts.labels["margin"][3] == pytest.approx(0.5)
+    assert ts.masks["churn"].tolist() == [True, True, True, True, False]        # visit v9 has no outcome
+    assert ts.labels["churn"][:4].tolist() == [1, 1, 1, 1]                     # v1: the user did not return
+    assert ts.group.tolist() == [0, 0, 1, 1, 2] and ts.position.tolist() == [0, 1, 0, 1, 0]
+    assert ts.prior.tolist() == pytest.approx([0.5, 0.1, 0.4, 0.2, 0.0])
+    assert training_set([], store).X.shape == (0, len(FEATURES))
