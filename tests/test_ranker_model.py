@@ -1,0 +1,179 @@
+"""The multi-task ranker: MMoE's synthetic benchmark, masked losses, persistence, attributions."""
+
+import numpy as np
+import pytest
+import torch
+
+from ranking.model import (
+    MultiTaskRanker,
+    RankerConfig,
+    TaskSpec,
+    fit,
+    gradient_x_input,
+    masked_loss,
+    predict,
+)
+
+BIN_REG = (TaskSpec("click", "binary"), TaskSpec("value", "regression", 0.5))
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    torch.set_num_threads(1)  # deterministic and fair timings on a 2-core box
+    torch.manual_seed(0)
+
+
+def _sine_tasks(rho: float, seed: int, n: int = 6000, d: int = 100, m: int = 10):
+    """Ma et al. 2018 sec. 3.2: y_k = w_k.x + sum_i sin(alpha_i w_k.x + beta_i) + noise,
+    with unit w1, w2 = rho*w1 + sqrt(1-rho^2)*u orthogonal, so corr(w1, w2) = rho."""
+    rng = np.random.default_rng(seed)
+    u1, u2 = np.linalg.qr(rng.normal(size=(d, 2)))[0].T
+    alpha, beta = rng.normal(size=m) * 0.5, rng.normal(size=m)
+    X = rng.normal(size=(n, d)).astype(np.float32)
+
+    def target(w):
+        z = X @ w
+        v = z + np.sin(np.outer(z, alpha) + beta).sum(1)
+        return ((v - v.mean()) / v.std() + rng.normal(0, 0.1, n)).astype(np.float32)
+
+    return X, {"a": target(u1), "b": target(rho * u1 + np.sqrt(1 - rho**2) * u2)}
+
+
+def _heldout_mse(architecture: str, seed: int, **sizes) -> float:
+    X, y = _sine_tasks(rho=0.0, seed=0)  # one data set; seeds vary initialisation and batching
+    tasks = (TaskSpec("a", "regression"), TaskSpec("b", "regression"))
+    config = RankerConfig(n_features=100, architecture=architecture, tasks=tasks,
+                          tower_hidden=8, seed=seed, **sizes)
+    model = MultiTaskRanker(config)
+    train = {t: v[:4000] for t, v in y.items()}
+    fit(model, X[:4000], train, {t: np.ones(4000, bool) for t in y}, epochs=60, batch_size=128,
+        lr=1e-2, val_fraction=0.2, patience=8, seed=seed)
+    p = predict(model, X[4000:])
+    return float(sum(np.mean((p[t] - y[t][4000:]) ** 2) for t in y))
+
+
+def test_mmoe_beats_shared_bottom_when_tasks_are_uncorrelated():
+    # The paper's sizes: 8 single-layer experts of 16 units (14.8k parameters with gates and
+    # towers) against a 113-unit shared bottom (13.3k); towers of 8 in both.
+    mmoe = [_heldout_mse("mmoe", s, n_experts=8, expert_hidden=(16,)) for s in range(3)]
+    bottom = [_heldout_mse("shared_bottom", s, bottom_hidden=(113,)) for s in range(3)]
+    # Measured: mmoe 0.36 +- 0.05, shared bottom 0.81 +- 0.22 (total MSE of two unit-variance
+    # targets). At rho=0.9 the gap is about as wide (0.38 vs 0.77): here it is not correlation-driven.
+    assert np.mean(mmoe) < 0.75 * np.mean(bottom), (mmoe, bottom)
+
+
+def _small_problem(n: int = 1200, d: int = 8, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, d)).astype(np.float32)
+    click = (rng.random(n) < 1 / (1 + np.exp(-2 * X[:, 0] + X[:, 1]))).astype(np.float32)
+    value = (X[:, 2] * X[:, 3] + 0.5 * X[:, 0] + rng.normal(0, 0.1, n)).astype(np.float32)
+    masks = {"click": np.ones(n, bool), "value": click.astype(bool)}  # value known only on clicks
+    value[~masks["value"]] = np.nan  # unlabelled rows may hold anything
+    return X, {"click": click, "value": value}, masks
+
+
+@pytest.mark.parametrize("architecture", ["shared_bottom", "mmoe", "ple"])
+def test_every_architecture_trains(architecture):
+    X, labels, masks = _small_problem()
+    config = RankerConfig(n_features=8, architecture=architecture, tasks=BIN_REG,
+                          expert_hidden=(16,), bottom_hidden=(32,), tower_hidden=8)
+    history = fit(MultiTaskRanker(config), X, labels, masks, epochs=15, batch_size=128,
+                  lr=1e-2, val_fraction=0.2, patience=15, seed=0)
+    assert np.isfinite(history["train"]).all() and np.isfinite(history["val"]).all()
+    assert history["train"][-1] < 0.7 * history["train"][0]
+    assert min(history["val"]) < 0.8 * history["val"][0]
+
+
+def test_fit_is_deterministic_for_a_seed():
+    X, labels, masks = _small_problem(n=400)
+    config = RankerConfig(n_features=8, architecture="ple", tasks=BIN_REG, dropout=0.2)
+    runs = [fit(MultiTaskRanker(config), X, labels, masks, epochs=3, batch_size=64, lr=1e-2,
+                val_fraction=0.25, patience=3, seed=7) for _ in range(2)]
+    assert runs[0] == runs[1]
+
+
+@pytest.mark.parametrize("architecture", ["shared_bottom", "mmoe", "ple"])
+def test_an_unlabelled_task_adds_exactly_zero_and_no_gradient(architecture):
+    config = RankerConfig(n_features=8, architecture=architecture, tasks=BIN_REG)
+    model = MultiTaskRanker(config)
+    X, labels, masks = _small_problem(n=64)
+    masks = {"click": masks["click"], "value": np.zeros(64, bool)}
+    out = model(torch.as_tensor(X))
+    total, per_task = masked_loss(out, {t: torch.as_tensor(v) for t, v in labels.items()},
+                                  {t: torch.as_tensor(v) for t, v in masks.items()}, config)
+    assert per_task["value"].item() == 0.0
+    assert torch.isfinite(total) and total.item() == per_task["click"].item()
+    total.backward()
+    for p in model.towers["value"].parameters():
+        assert p.grad is None or torch.count_nonzero(p.grad) == 0
+    assert any(p.grad is not None and p.grad.abs().sum() > 0
+               for p in model.towers["click"].parameters())
+
+
+def test_no_labelled_rows_at_all_gives_zero_not_nan():
+    config = RankerConfig(n_features=4, tasks=BIN_REG)
+    out = MultiTaskRanker(config)(torch.randn(5, 4))
+    nan = torch.full((5,), float("nan"))
+    none = torch.zeros(5, dtype=torch.bool)
+    total, _ = masked_loss(out, {"click": nan, "value": nan}, {"click": none, "value": none}, config)
+    assert total.item() == 0.0
+
+
+@pytest.mark.parametrize("architecture", ["shared_bottom", "mmoe", "ple"])
+def test_save_load_round_trip_predicts_identically(architecture, tmp_path):
+    config = RankerConfig(n_features=6, architecture=architecture, n_experts=3,
+                          n_shared_experts=1, n_task_experts=2, seed=3)
+    model = MultiTaskRanker(config)
+    X = np.random.default_rng(0).normal(size=(50, 6)).astype(np.float32)
+    loaded = MultiTaskRanker.load(model.save(tmp_path / "ranker"))
+    assert loaded.config == config
+    assert sorted(p.name for p in (tmp_path / "ranker").iterdir()) == ["config.json",
+                                                                       "model.safetensors"]
+    before, after = predict(model, X), predict(loaded, X)
+    assert set(before) == {"relevance", "purchase", "margin", "churn"}
+    for t in before:
+        np.testing.assert_array_equal(before[t], after[t])
+    assert ((before["purchase"] > 0) & (before["purchase"] < 1)).all()  # binary: probabilities
+
+
+BAD_CONFIGS = [
+    ({"n_features": 0}, "n_features"),
+    ({"n_features": 2.5}, "n_features"),
+    ({"architecture": "moe"}, "architecture"),
+    ({"expert_hidden": ()}, "expert_hidden"),
+    ({"bottom_hidden": (32, 0)}, r"bottom_hidden\[1\]"),
+    ({"n_experts": 0}, "n_experts"),
+    ({"n_shared_experts": -1}, "n_shared_experts"),
+    ({"n_shared_experts": 0, "n_task_experts": 0}, "n_shared_experts"),
+    ({"n_task_experts": True}, "n_task_experts"),
+    ({"tower_hidden": 0}, "tower_hidden"),
+    ({"dropout": 1.0}, "dropout"),
+    ({"tasks": ()}, "tasks"),
+    ({"tasks": (TaskSpec("a", "binary"), TaskSpec("a", "regression"))}, "tasks"),
+    ({"tasks": ({"name": "a", "kind": "ordinal"},)}, "tasks.kind"),
+    ({"tasks": ({"name": "a b", "kind": "binary"},)}, "tasks.name"),
+    ({"tasks": ({"name": "a", "kind": "binary", "weight": -1.0},)}, "tasks.weight"),
+    ({"seed": "0"}, "seed"),
+]
+
+
+@pytest.mark.parametrize(("overrides", "field"), BAD_CONFIGS)
+def test_bad_config_names_the_field(overrides, field):
+    with pytest.raises(ValueError, match=field):
+        RankerConfig(**{"n_features": 4, **overrides})
+
+
+def test_gradient_x_input_finds_the_one_feature_that_matters():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(1500, 6)).astype(np.float32)
+    tasks = (TaskSpec("only0", "regression"),)
+    y = {"only0": (3 * X[:, 0] + rng.normal(0, 0.05, 1500)).astype(np.float32)}
+    model = MultiTaskRanker(RankerConfig(n_features=6, architecture="mmoe", tasks=tasks))
+    fit(model, X, y, {"only0": np.ones(1500, bool)}, epochs=20, batch_size=128, lr=1e-2,
+        val_fraction=0.2, patience=5, seed=0)
+    attribution = gradient_x_input(model, X[:300], "only0")
+    assert attribution.shape == (300, 6)
+    strength = np.abs(attribution).mean(axis=0)
+    assert strength.argmax() == 0 and strength[0] > 5 * np.sort(strength)[-2]
+    with pytest.raises(ValueError, match="task"):
+        gradient_x_input(model, X[:3], "margin")
