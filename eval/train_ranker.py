@@ -24,7 +24,7 @@ from eval.world.business import with_business
 from ranking.calibration import calibration_report, choose_calibrator, expected_calibration_error, log_loss, \
     reliability_diagram
 from ranking.features import FEATURES, InMemoryFeatureStore
-from ranking.model import MultiTaskRanker, RankerConfig, fit, predict
+from ranking.model import DEFAULT_TASKS, MultiTaskRanker, RankerConfig, fit, predict
 from ranking.training_data import TrainingSet, training_set
 from suggest.events import Impression, read_events
 
@@ -98,8 +98,29 @@ def _ranking_report(ts: TrainingSet, probs: dict[str, np.ndarray]) -> dict:
     return out
 
 
+def _single_task_baselines(X, ts, train_rows, test_X, test, epochs, seed) -> dict:
+    """One shared-bottom model per binary task, same inputs: what multi-task learning buys."""
+    out = {}
+    for spec in DEFAULT_TASKS:
+        if spec.kind != "binary":
+            continue
+        model = MultiTaskRanker(RankerConfig(n_features=X.shape[1], architecture="shared_bottom", tasks=(spec,),
+                                             seed=seed))
+        fit(model, X[train_rows], {spec.name: ts.labels[spec.name][train_rows]},
+            {spec.name: ts.masks[spec.name][train_rows]}, epochs=epochs, batch_size=1024, seed=seed)
+        top, raw = (predict(model, x)[spec.name] for x in test_X)
+        m = test.masks[spec.name]
+        out[spec.name] = {"auc": round(auc(raw[m], test.labels[spec.name][m]), 4),
+                          "log_loss": round(log_loss(raw[m], test.labels[spec.name][m]), 5)}
+        surface = {"relevance": 0, "purchase": 1}.get(spec.name)
+        if surface is not None:
+            rows = np.flatnonzero(test.surface == surface)
+            out[spec.name]["mrr"] = list_mrr(top, test.labels[spec.name] > 0.5, test.group, rows)
+    return out
+
+
 def train_ranker(data, train_logs: Path, out: Path, test_logs: Path | None = None, architecture: str = "mmoe",
-                 epochs: int = 30, seed: int = 0, progress: bool = True) -> dict:
+                 epochs: int = 30, seed: int = 0, progress: bool = True, baselines: bool = False) -> dict:
     manifest = json.loads((train_logs / "manifest.json").read_text())
     events = _events(train_logs)
     impressions = [e for e in events if isinstance(e, Impression)]
@@ -155,6 +176,10 @@ def train_ranker(data, train_logs: Path, out: Path, test_logs: Path | None = Non
                 curves[f"{task} after"] = (probs[task][m], y)
         if curves:
             reliability_diagram(curves, out / "reliability.png", title="held-out users, per task")
+        if baselines:
+            test_X = [(_inputs(test.X, test.group, np.zeros(len(test), np.int16)) - mean) / std,
+                      (_inputs(test.X, test.group, test.position) - mean) / std]
+            report["test"]["single_task"] = _single_task_baselines(X, ts, train_rows, test_X, test, epochs, seed)
     (out / "report.json").write_text(json.dumps(report, indent=2, default=float))
     return report
 
@@ -168,9 +193,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--architecture", default="mmoe", choices=("shared_bottom", "mmoe", "ple"))
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--baselines", action="store_true", help="also train single-task models on the same inputs")
     args = p.parse_args(argv)
     report = train_ranker(dataset_from_args(args), args.logs, args.out, args.test_logs, args.architecture,
-                          args.epochs, args.seed)
+                          args.epochs, args.seed, baselines=args.baselines)
     print(json.dumps({k: v for k, v in report.items() if k != "calibration"}, indent=2, default=float))
     return 0
 

@@ -81,6 +81,15 @@ def cmd_train_adapter(args) -> int:
     return 0
 
 
+def cmd_train_ranker(args) -> int:
+    from eval.train_ranker import train_ranker
+
+    report = train_ranker(_dataset(args), args.logs, args.out, args.test_logs, args.architecture, args.epochs,
+                          args.seed, baselines=args.baselines)
+    print(json.dumps({k: v for k, v in report.items() if k != "calibration"}, indent=2, default=float))
+    return 0
+
+
 def cmd_simulate(args) -> int:
     from eval.world.config import WorldConfig
     from eval.world.simulate import build_world, simulate
@@ -163,6 +172,20 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--strict", action="store_true")
     t.set_defaults(func=cmd_train_adapter)
+
+    r = sub.add_parser("train-ranker", help="train the multi-task ranker on simulated or real logs")
+    src = r.add_mutually_exclusive_group(required=True)
+    src.add_argument("--data", type=Path, help="the data the logs were made on (Instacart layout)")
+    src.add_argument("--demo", action="store_true", help="the seeded demo world")
+    r.add_argument("--logs", type=Path, required=True, help="training logs (keystroke simulate --split train)")
+    r.add_argument("--test-logs", type=Path, help="held-out users' logs (keystroke simulate --split test)")
+    r.add_argument("--out", type=Path, required=True)
+    r.add_argument("--architecture", default="mmoe", choices=("shared_bottom", "mmoe", "ple"))
+    r.add_argument("--epochs", type=int, default=30)
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--baselines", action="store_true", help="also train single-task models")
+    r.add_argument("--strict", action="store_true")
+    r.set_defaults(func=cmd_train_ranker)
 
     e = sub.add_parser("export-demo", help="write the demo world as CSV files in the Instacart layout")
     e.add_argument("--out", type=Path, required=True)

@@ -24,7 +24,8 @@ def test_training_writes_a_calibrated_model(tmp_path):
     world = build_world(data, progress=False)
     simulate(world, "plackett-luce", 600, seed=0, out=tmp_path / "train", progress=False)
     simulate(world, "plackett-luce", 200, seed=1, split="test", out=tmp_path / "test", progress=False)
-    report = train_ranker(data, tmp_path / "train", tmp_path / "ranker", tmp_path / "test", epochs=3, progress=False)
+    report = train_ranker(data, tmp_path / "train", tmp_path / "ranker", tmp_path / "test", epochs=3, progress=False,
+                          baselines=True)
     out = tmp_path / "ranker"
     assert (out / "model" / "config.json").is_file() and (out / "model" / "model.safetensors").is_file()
     assert (out / "calibration-relevance.json").is_file() and (out / "reliability.png").is_file()
@@ -33,3 +34,5 @@ def test_training_writes_a_calibrated_model(tmp_path):
     assert 0.5 < rel["auc"] <= 1.0 and rel["ece"] < 0.05
     for surface in ("suggest", "search"):
         assert report["test"]["ranking"][surface]["lists"] > 0
+    single = report["test"]["single_task"]
+    assert set(single) == {"relevance", "purchase", "churn"} and 0 <= single["relevance"]["mrr"] <= 1
