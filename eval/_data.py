@@ -7,7 +7,7 @@ from pathlib import Path
 
 from suggest.types import Dataset
 
-__all__ = ["add_data_arguments", "dataset_from_args"]
+__all__ = ["add_data_arguments", "dataset_from_args", "add_train_ranker_arguments"]
 
 
 def add_data_arguments(p: argparse.ArgumentParser) -> None:
@@ -21,3 +21,15 @@ def dataset_from_args(args: argparse.Namespace) -> Dataset:
     from suggest.loaders import load_data
 
     return load_data(args.data) if args.data else make_demo_world()
+
+
+def add_train_ranker_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of `keystroke train-ranker` and `python -m eval.train_ranker` (kept here: no torch import)."""
+    add_data_arguments(p)
+    p.add_argument("--logs", type=Path, required=True, help="training logs (keystroke simulate --split train)")
+    p.add_argument("--test-logs", type=Path, help="held-out users' logs (keystroke simulate --split test)")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--architecture", default="mmoe", choices=("shared_bottom", "mmoe", "ple"))
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--baselines", action="store_true", help="also train single-task models on the same inputs")

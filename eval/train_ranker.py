@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from eval._data import add_data_arguments, dataset_from_args
+from eval._data import add_train_ranker_arguments as add_arguments, dataset_from_args
 from eval.world.business import with_business
 from ranking.calibration import calibration_report, choose_calibrator, expected_calibration_error, log_loss, \
     reliability_diagram
@@ -28,7 +28,7 @@ from ranking.model import DEFAULT_TASKS, MultiTaskRanker, RankerConfig, fit, pre
 from ranking.training_data import TrainingSet, training_set
 from suggest.events import Impression, read_events
 
-__all__ = ["train_ranker", "list_mrr", "auc", "main"]
+__all__ = ["train_ranker", "list_mrr", "auc", "add_arguments", "run", "main"]
 
 BINARY = ("relevance", "purchase", "churn")
 
@@ -184,21 +184,17 @@ def train_ranker(data, train_logs: Path, out: Path, test_logs: Path | None = Non
     return report
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m eval.train_ranker", description=__doc__.splitlines()[0])
-    add_data_arguments(p)
-    p.add_argument("--logs", type=Path, required=True, help="training logs (keystroke simulate --split train)")
-    p.add_argument("--test-logs", type=Path, help="held-out users' logs (keystroke simulate --split test)")
-    p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--architecture", default="mmoe", choices=("shared_bottom", "mmoe", "ple"))
-    p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--baselines", action="store_true", help="also train single-task models on the same inputs")
-    args = p.parse_args(argv)
+def run(args: argparse.Namespace) -> int:
     report = train_ranker(dataset_from_args(args), args.logs, args.out, args.test_logs, args.architecture,
                           args.epochs, args.seed, baselines=args.baselines)
     print(json.dumps({k: v for k, v in report.items() if k != "calibration"}, indent=2, default=float))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m eval.train_ranker", description=__doc__.splitlines()[0])
+    add_arguments(p)
+    return run(p.parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ import os
 import sys
 from pathlib import Path
 
+from eval._data import add_data_arguments, add_train_ranker_arguments
 from suggest.errors import KeystrokeError
 
 __all__ = ["main"]
@@ -82,12 +83,9 @@ def cmd_train_adapter(args) -> int:
 
 
 def cmd_train_ranker(args) -> int:
-    from eval.train_ranker import train_ranker
+    from eval.train_ranker import run
 
-    report = train_ranker(_dataset(args), args.logs, args.out, args.test_logs, args.architecture, args.epochs,
-                          args.seed, baselines=args.baselines)
-    print(json.dumps({k: v for k, v in report.items() if k != "calibration"}, indent=2, default=float))
-    return 0
+    return run(args)
 
 
 def cmd_simulate(args) -> int:
@@ -117,9 +115,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     b = sub.add_parser("build", help="build an index artifact")
-    src = b.add_mutually_exclusive_group(required=True)
-    src.add_argument("--data", type=Path, help="data directory in the Instacart layout")
-    src.add_argument("--demo", action="store_true", help="use the seeded demo world")
+    add_data_arguments(b)
     b.add_argument("--seed", type=int, default=7, help="demo world seed")
     b.add_argument("--strict", action="store_true", help="reject malformed rows instead of skipping them")
     b.add_argument("--out", type=Path, required=True)
@@ -151,9 +147,7 @@ def _parser() -> argparse.ArgumentParser:
     q.set_defaults(func=cmd_suggest)
 
     m = sub.add_parser("simulate", help="simulate logged sessions in the interaction world (eval/WORLD.md)")
-    src = m.add_mutually_exclusive_group(required=True)
-    src.add_argument("--data", type=Path, help="data directory in the Instacart layout")
-    src.add_argument("--demo", action="store_true", help="use the seeded demo world")
+    add_data_arguments(m)
     m.add_argument("--sessions", type=int, required=True)
     m.add_argument("--policy", default="plackett-luce", choices=("popularity", "epsilon-greedy", "plackett-luce", "uniform"))
     m.add_argument("--split", default="train", choices=("train", "test"), help="whose sessions: training or held-out users")
@@ -164,9 +158,7 @@ def _parser() -> argparse.ArgumentParser:
     m.set_defaults(func=cmd_simulate)
 
     t = sub.add_parser("train-adapter", help="train a LoRA adapter of the encoder on the training split")
-    src = t.add_mutually_exclusive_group(required=True)
-    src.add_argument("--data", type=Path, help="data directory in the Instacart layout")
-    src.add_argument("--demo", action="store_true", help="use the seeded demo world")
+    add_data_arguments(t)
     t.add_argument("--out", type=Path, required=True, help="adapter folder, e.g. artifacts/adapters/v1")
     t.add_argument("--max-steps", type=int, default=600)
     t.add_argument("--seed", type=int, default=0)
@@ -174,17 +166,7 @@ def _parser() -> argparse.ArgumentParser:
     t.set_defaults(func=cmd_train_adapter)
 
     r = sub.add_parser("train-ranker", help="train the multi-task ranker on simulated or real logs")
-    src = r.add_mutually_exclusive_group(required=True)
-    src.add_argument("--data", type=Path, help="the data the logs were made on (Instacart layout)")
-    src.add_argument("--demo", action="store_true", help="the seeded demo world")
-    r.add_argument("--logs", type=Path, required=True, help="training logs (keystroke simulate --split train)")
-    r.add_argument("--test-logs", type=Path, help="held-out users' logs (keystroke simulate --split test)")
-    r.add_argument("--out", type=Path, required=True)
-    r.add_argument("--architecture", default="mmoe", choices=("shared_bottom", "mmoe", "ple"))
-    r.add_argument("--epochs", type=int, default=30)
-    r.add_argument("--seed", type=int, default=0)
-    r.add_argument("--baselines", action="store_true", help="also train single-task models")
-    r.add_argument("--strict", action="store_true")
+    add_train_ranker_arguments(r)
     r.set_defaults(func=cmd_train_ranker)
 
     e = sub.add_parser("export-demo", help="write the demo world as CSV files in the Instacart layout")
