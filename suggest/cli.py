@@ -52,10 +52,12 @@ def cmd_serve(args) -> int:
 
     from suggest.app import create_app
     from suggest.artifact import load_artifact
+    from suggest.pipeline import Pipeline
 
-    load_artifact(args.artifact, adapter=args.adapter)  # refuse a bad artifact before binding the port
+    # Loaded (and verified) once, before binding the port: a bad artifact is refused at start.
+    pipeline = Pipeline.from_artifact(load_artifact(args.artifact, adapter=args.adapter), cache_size=args.cache_size)
     loop, http = ("uvloop", "httptools") if sys.platform != "win32" else ("auto", "auto")
-    uvicorn.run(create_app(artifact=args.artifact, cache_size=args.cache_size, adapter=args.adapter), host=args.host, port=args.port, loop=loop, http=http,
+    uvicorn.run(create_app(pipeline=pipeline), host=args.host, port=args.port, loop=loop, http=http,
                 access_log=False, log_level=args.log_level)
     return 0
 
