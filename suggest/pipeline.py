@@ -51,7 +51,8 @@ def _merge(candidates: list[Candidate]) -> list[Merged]:
         else:
             best = c if c.prior > m.prior else m
             sources = m.sources if c.source in m.sources else m.sources + (c.source,)
-            out[c.phrase_id] = Merged(c.phrase_id, best.prior, sources, best.highlight, min(m.edits, c.edits))
+            highlight = best.highlight or c.highlight or m.highlight  # vector matches mark nothing
+            out[c.phrase_id] = Merged(c.phrase_id, best.prior, sources, highlight, min(m.edits, c.edits))
     return list(out.values())
 
 
