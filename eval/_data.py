@@ -31,5 +31,6 @@ def add_train_ranker_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--architecture", default="mmoe", choices=("shared_bottom", "mmoe", "ple"))
     p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0],
+                   help="train every model once per seed and report mean and spread; the first is saved")
     p.add_argument("--baselines", action="store_true", help="also train single-task models on the same inputs")

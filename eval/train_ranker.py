@@ -16,6 +16,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -23,14 +24,16 @@ from eval._data import add_train_ranker_arguments as add_arguments, dataset_from
 from eval.world.business import with_business
 from ranking.calibration import calibration_report, choose_calibrator, expected_calibration_error, log_loss, \
     reliability_diagram
-from ranking.features import FEATURES, InMemoryFeatureStore
+from ranking.features import InMemoryFeatureStore
 from ranking.model import DEFAULT_TASKS, MultiTaskRanker, RankerConfig, fit, predict
+from ranking.ranker import Ranker, input_names, logit, model_inputs
 from ranking.training_data import TrainingSet, training_set
 from suggest.events import Impression, read_events
 
 __all__ = ["train_ranker", "list_mrr", "auc", "add_arguments", "run", "main"]
 
 BINARY = ("relevance", "purchase", "churn")
+SURFACES = (("suggest", "relevance", 0), ("search", "purchase", 1))  # surface, its ranking label, code
 
 
 def _events(folder: Path) -> list:
@@ -63,60 +66,88 @@ def list_mrr(scores: np.ndarray, relevant: np.ndarray, group: np.ndarray, rows: 
     return float(np.mean(rr)) if rr else float("nan")
 
 
-def _inputs(X: np.ndarray, group: np.ndarray, position: np.ndarray) -> np.ndarray:
-    """Features, the same features relative to their list's mean, and the log position.
-
-    A click is a choice within one list: how an item compares with its neighbours matters more
-    than its absolute values, which mostly say how likely the list as a whole is to be clicked.
-    """
-    _, inverse, counts = np.unique(group, return_inverse=True, return_counts=True)
-    sums = np.zeros((len(counts), X.shape[1]))
-    np.add.at(sums, inverse, X)
-    relative = X - (sums / counts[:, None])[inverse]
-    pos = np.log1p(position.astype(np.float32))[:, None]
-    return np.concatenate([X, relative, pos], axis=1).astype(np.float32)  # (n, 2 * n_features + 1)
-
-
-def _logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(p, 1e-6, 1 - 1e-6)
-    return np.log(p / (1 - p))
+def _calibrate(raw: dict[str, np.ndarray], ts: TrainingSet, rows: np.ndarray) -> tuple[dict, dict]:
+    """Per binary task, the calibrator chosen on the held-out training slice `rows`, and its report."""
+    calibrators, report = {}, {}
+    for task in BINARY:
+        if task not in raw:
+            continue
+        m = ts.masks[task][rows]
+        y = ts.labels[task][rows][m]
+        if m.sum() >= 50 and 0 < y.mean() < 1:
+            calibrators[task] = choose_calibrator(logit(raw[task][m]), y)
+            report[task] = calibration_report(logit(raw[task][m]), y, calibrators[task])
+    return calibrators, report
 
 
-def _ranking_report(ts: TrainingSet, probs: dict[str, np.ndarray]) -> dict:
-    out = {}
-    for surface, task, code in (("suggest", "relevance", 0), ("search", "purchase", 1)):
-        rows = np.flatnonzero(ts.surface == code)
-        relevant = ts.labels[task] > 0.5
-        out[surface] = {f"mrr_{task}/model": list_mrr(probs[task], relevant, ts.group, rows),
-                        f"mrr_{task}/popularity": list_mrr(ts.prior, relevant, ts.group, rows),
-                        f"mrr_{task}/as_logged": list_mrr(-ts.position.astype(np.float64), relevant, ts.group, rows),
-                        "lists": int(len(np.unique(ts.group[rows])))}
+def _evaluate(top: dict[str, np.ndarray], raw: dict[str, np.ndarray], calibrators: dict, test: TrainingSet) -> dict:
+    """Ranking MRR per surface (items scored as if at the top) and per task AUC / log loss / ECE."""
+    probs = {t: (calibrators[t].predict(logit(v)) if t in calibrators else v) for t, v in raw.items()}
+    out: dict = {"ranking": {}, "tasks": {}}
+    for surface, task, code in SURFACES:
+        if task in top:
+            rows = np.flatnonzero(test.surface == code)
+            out["ranking"][surface] = list_mrr(top[task], test.labels[task] > 0.5, test.group, rows)
+    for task in BINARY:
+        m = test.masks[task]
+        if task in probs and m.any():
+            y = test.labels[task][m]
+            out["tasks"][task] = {"auc": auc(probs[task][m], y), "log_loss": log_loss(probs[task][m], y),
+                                  "ece": expected_calibration_error(probs[task][m], y),
+                                  "ece_uncalibrated": expected_calibration_error(raw[task][m], y)}
     return out
 
 
-def _single_task_baselines(X, ts, train_rows, test_X, test, epochs, seed) -> dict:
-    """One shared-bottom model per binary task, same inputs: what multi-task learning buys."""
-    out = {}
-    for spec in DEFAULT_TASKS:
-        if spec.kind != "binary":
+def _mlp(X, ts, train_rows, architecture: str, seed: int, epochs: int, tasks=DEFAULT_TASKS, progress=False):
+    model = MultiTaskRanker(RankerConfig(n_features=X.shape[1], architecture=architecture, tasks=tasks, seed=seed))
+    names = [t.name for t in tasks]
+    history = fit(model, X[train_rows], {t: ts.labels[t][train_rows] for t in names},
+                  {t: ts.masks[t][train_rows] for t in names}, epochs=epochs, batch_size=1024, seed=seed,
+                  progress=progress)
+    return model, history
+
+
+def _gbdt(X, ts, train_rows, calib_rows, seed: int) -> dict:
+    """One LightGBM model per binary task on the same inputs, early-stopped on the calibration slice."""
+    import lightgbm
+
+    models = {}
+    for task in BINARY:
+        tr, va = train_rows[ts.masks[task][train_rows]], calib_rows[ts.masks[task][calib_rows]]
+        if len(np.unique(ts.labels[task][tr])) < 2:
             continue
-        model = MultiTaskRanker(RankerConfig(n_features=X.shape[1], architecture="shared_bottom", tasks=(spec,),
-                                             seed=seed))
-        fit(model, X[train_rows], {spec.name: ts.labels[spec.name][train_rows]},
-            {spec.name: ts.masks[spec.name][train_rows]}, epochs=epochs, batch_size=1024, seed=seed)
-        top, raw = (predict(model, x)[spec.name] for x in test_X)
-        m = test.masks[spec.name]
-        out[spec.name] = {"auc": round(auc(raw[m], test.labels[spec.name][m]), 4),
-                          "log_loss": round(log_loss(raw[m], test.labels[spec.name][m]), 5)}
-        surface = {"relevance": 0, "purchase": 1}.get(spec.name)
-        if surface is not None:
-            rows = np.flatnonzero(test.surface == surface)
-            out[spec.name]["mrr"] = list_mrr(top, test.labels[spec.name] > 0.5, test.group, rows)
+        m = lightgbm.LGBMClassifier(n_estimators=400, learning_rate=0.05, num_leaves=31, min_child_samples=50,
+                                    subsample=0.8, subsample_freq=1, colsample_bytree=0.8, random_state=seed,
+                                    deterministic=True, n_jobs=2, verbose=-1)
+        m.fit(X[tr], ts.labels[task][tr], eval_X=(X[va],), eval_y=(ts.labels[task][va],),
+              callbacks=[lightgbm.early_stopping(30, verbose=False)])
+        models[task] = m
+    return models
+
+
+def _summary(runs: dict[str, list[dict]]) -> dict:
+    """{model: {metric: [mean, std, n]}} over seeds, for the table in the report."""
+    out = {}
+    for name, evals in runs.items():
+        metrics: dict[str, list[float]] = {}
+        for e in evals:
+            for surface, v in e["ranking"].items():
+                metrics.setdefault(f"mrr/{surface}", []).append(v)
+            for task, d in e["tasks"].items():
+                for k in ("auc", "log_loss", "ece"):
+                    metrics.setdefault(f"{k}/{task}", []).append(d[k])
+        out[name] = {k: [round(float(np.mean(v)), 5), round(float(np.std(v)), 5), len(v)] for k, v in metrics.items()}
     return out
 
 
 def train_ranker(data, train_logs: Path, out: Path, test_logs: Path | None = None, architecture: str = "mmoe",
-                 epochs: int = 30, seed: int = 0, progress: bool = True, baselines: bool = False) -> dict:
+                 epochs: int = 30, seeds: Sequence[int] = (0,), progress: bool = True,
+                 baselines: bool = False) -> dict:
+    """Train on `train_logs`, save the first seed's ranker into `out`, and report on `test_logs`.
+
+    With several seeds every model is trained once per seed and the report gives mean and spread;
+    `baselines` adds the popularity order, one single-task network per task and LightGBM.
+    """
     manifest = json.loads((train_logs / "manifest.json").read_text())
     events = _events(train_logs)
     impressions = [e for e in events if isinstance(e, Impression)]
@@ -126,64 +157,80 @@ def train_ranker(data, train_logs: Path, out: Path, test_logs: Path | None = Non
     ts = training_set(impressions[cut:] + visits, store)
     # Clicks depend on where an item was shown; the position is a training-only input, set to the
     # top at inference, so the towers learn relevance rather than position (Guo et al., PAL 2019).
-    raw_X = _inputs(ts.X, ts.group, ts.position)
+    raw_X = model_inputs(ts.X, ts.group, ts.position)
     mean, std = raw_X.mean(axis=0), raw_X.std(axis=0) + 1e-6   # standardise: log priors and flags differ in scale
     X = (raw_X - mean) / std
     calib_from = np.quantile(ts.group, 0.85)
     train_rows, calib_rows = np.flatnonzero(ts.group < calib_from), np.flatnonzero(ts.group >= calib_from)
-    model = MultiTaskRanker(RankerConfig(n_features=X.shape[1], architecture=architecture, seed=seed))
-    history = fit(model, X[train_rows], {t: v[train_rows] for t, v in ts.labels.items()},
-                  {t: m[train_rows] for t, m in ts.masks.items()}, epochs=epochs, batch_size=1024, seed=seed,
-                  progress=progress)
-    raw = predict(model, X[calib_rows])
-    calibrators, calibration = {}, {}
-    for task in BINARY:
-        m = ts.masks[task][calib_rows]
-        if m.sum() >= 50 and 0 < ts.labels[task][calib_rows][m].mean() < 1:
-            c = choose_calibrator(_logit(raw[task][m]), ts.labels[task][calib_rows][m])
-            calibrators[task] = c
-            calibration[task] = calibration_report(_logit(raw[task][m]), ts.labels[task][calib_rows][m], c)
-    out.mkdir(parents=True, exist_ok=True)
-    model.save(out / "model")
-    names = FEATURES + tuple(f"{f}-list_mean" for f in FEATURES) + ("position",)
-    (out / "scaler.json").write_text(json.dumps({"features": names, "mean": mean.tolist(), "std": std.tolist()}))
-    for task, c in calibrators.items():
-        c.save(out / f"calibration-{task}.json")
-    report = {"architecture": architecture, "train_rows": int(len(train_rows)), "calibration_rows": int(len(calib_rows)),
-              "store_impressions": cut, "best_epoch": history.get("best_epoch"), "calibration": calibration,
-              "logs": str(train_logs)}
-    if test_logs is not None:
-        test = training_set(_events(test_logs), store)
+    test = training_set(_events(test_logs), store) if test_logs is not None else None
+    if test is not None:
         # Ranking: every item as if shown at the top. Calibration: at the position it really had.
-        top = predict(model, (_inputs(test.X, test.group, np.zeros(len(test), np.int16)) - mean) / std)
-        raw = predict(model, (_inputs(test.X, test.group, test.position) - mean) / std)
-        probs = {t: (calibrators[t].predict(_logit(raw[t])) if t in calibrators else raw[t]) for t in raw}
-        report["test"] = {"rows": int(len(test)), "ranking": _ranking_report(test, top), "tasks": {}}
-        curves = {}
-        for task in BINARY:
-            m = test.masks[task]
-            if m.any():
-                y = test.labels[task][m]
-                report["test"]["tasks"][task] = {
-                    "auc": round(auc(probs[task][m], y), 4), "log_loss": round(log_loss(probs[task][m], y), 5),
-                    "ece": round(expected_calibration_error(probs[task][m], y), 5),
-                    "ece_uncalibrated": round(expected_calibration_error(raw[task][m], y), 5), "n": int(m.sum())}
-                curves[f"{task} before"] = (raw[task][m], y)
-                curves[f"{task} after"] = (probs[task][m], y)
-        if curves:
-            reliability_diagram(curves, out / "reliability.png", title="held-out users, per task")
-        if baselines:
-            test_X = [(_inputs(test.X, test.group, np.zeros(len(test), np.int16)) - mean) / std,
-                      (_inputs(test.X, test.group, test.position) - mean) / std]
-            report["test"]["single_task"] = _single_task_baselines(X, ts, train_rows, test_X, test, epochs, seed)
+        test_top = (model_inputs(test.X, test.group, np.zeros(len(test), np.int16)) - mean) / std
+        test_at = (model_inputs(test.X, test.group, test.position) - mean) / std
+    seeds = list(seeds)
+    runs: dict[str, list[dict]] = {}
+    report: dict = {"architecture": architecture, "seeds": seeds, "train_rows": int(len(train_rows)),
+                    "calibration_rows": int(len(calib_rows)), "store_impressions": cut, "logs": str(train_logs)}
+    for i, seed in enumerate(seeds):
+        model, history = _mlp(X, ts, train_rows, architecture, seed, epochs, progress=progress)
+        calibrators, calibration = _calibrate(predict(model, X[calib_rows]), ts, calib_rows)
+        if i == 0:
+            Ranker(model, mean.astype(np.float32), std.astype(np.float32), calibrators, input_names()).save(out)
+            report.update(best_epoch=history.get("best_epoch"), calibration=calibration)
+        if test is None:
+            continue
+        raw = predict(model, test_at)
+        runs.setdefault(architecture, []).append(_evaluate(predict(model, test_top), raw, calibrators, test))
+        if i == 0:
+            probs = {t: calibrators[t].predict(logit(raw[t])) for t in calibrators}
+            curves = {}
+            for task, p in probs.items():
+                m = test.masks[task]
+                curves[f"{task} before"], curves[f"{task} after"] = (raw[task][m], test.labels[task][m]), \
+                    (p[m], test.labels[task][m])
+            if curves:
+                reliability_diagram(curves, out / "reliability.png", title="held-out users, per task")
+        if not baselines:
+            continue
+        for spec in DEFAULT_TASKS:
+            if spec.kind == "binary":
+                single, _ = _mlp(X, ts, train_rows, "shared_bottom", seed, epochs, tasks=(spec,))
+                c, _ = _calibrate(predict(single, X[calib_rows]), ts, calib_rows)
+                runs.setdefault(f"single_task/{spec.name}", []).append(
+                    _evaluate(predict(single, test_top), predict(single, test_at), c, test))
+        gbdt = _gbdt(X, ts, train_rows, calib_rows, seed)
+        score = lambda Z: {t: m.predict_proba(Z)[:, 1] for t, m in gbdt.items()}  # noqa: E731
+        c, _ = _calibrate(score(X[calib_rows]), ts, calib_rows)
+        runs.setdefault("lightgbm", []).append(_evaluate(score(test_top), score(test_at), c, test))
+    if test is not None:
+        popularity = {task: test.prior for _, task, _ in SURFACES}
+        runs["popularity"] = [{"ranking": _evaluate(popularity, {}, {}, test)["ranking"], "tasks": {}}]
+        as_logged = {task: -test.position.astype(np.float64) for _, task, _ in SURFACES}
+        runs["as_logged"] = [{"ranking": _evaluate(as_logged, {}, {}, test)["ranking"], "tasks": {}}]
+        report["test"] = {"rows": int(len(test)), "lists": {s: int(len(np.unique(test.group[test.surface == c])))
+                                                            for s, _, c in SURFACES},
+                          "summary": _summary(runs), "runs": runs}
     (out / "report.json").write_text(json.dumps(report, indent=2, default=float))
     return report
 
 
+def summary_table(report: dict) -> str:
+    """The report's test summary as a markdown table: mean ± std (n seeds) per model and metric."""
+    summary = report["test"]["summary"]
+    metrics = sorted({k for v in summary.values() for k in v}, key=lambda k: (k.split("/")[0] != "mrr", k))
+    lines = ["| model | " + " | ".join(metrics) + " |", "|---" * (len(metrics) + 1) + "|"]
+    for name, v in summary.items():
+        cells = [f"{v[k][0]:.4f} ± {v[k][1]:.4f} ({v[k][2]})" if k in v else "" for k in metrics]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def run(args: argparse.Namespace) -> int:
     report = train_ranker(dataset_from_args(args), args.logs, args.out, args.test_logs, args.architecture,
-                          args.epochs, args.seed, baselines=args.baselines)
-    print(json.dumps({k: v for k, v in report.items() if k != "calibration"}, indent=2, default=float))
+                          args.epochs, args.seeds, baselines=args.baselines)
+    if "test" in report:
+        print(summary_table(report))
+    print(f"ranker saved to {args.out}; full report in {args.out / 'report.json'}")
     return 0
 
 

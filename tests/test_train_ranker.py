@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from eval.train_ranker import auc, list_mrr, train_ranker
+from eval.train_ranker import auc, list_mrr, summary_table, train_ranker
 from eval.world.simulate import build_world, simulate
 from suggest.demo import make_demo_world
 
@@ -30,9 +30,29 @@ def test_training_writes_a_calibrated_model(tmp_path):
     assert (out / "model" / "config.json").is_file() and (out / "model" / "model.safetensors").is_file()
     assert (out / "calibration-relevance.json").is_file() and (out / "reliability.png").is_file()
     assert json.loads((out / "report.json").read_text())["train_rows"] == report["train_rows"] > 0
-    rel = report["test"]["tasks"]["relevance"]
-    assert 0.5 < rel["auc"] <= 1.0 and rel["ece"] < 0.05
+    summary = report["test"]["summary"]
+    assert set(summary) == {"mmoe", "single_task/relevance", "single_task/purchase", "single_task/churn",
+                            "lightgbm", "popularity", "as_logged"}
+    mean, _, n = summary["mmoe"]["auc/relevance"]
+    assert 0.5 < mean <= 1.0 and n == 1 and summary["mmoe"]["ece/relevance"][0] < 0.05
+    assert summary["lightgbm"]["auc/purchase"][0] > 0.5        # the boosted baseline learnt something
     for surface in ("suggest", "search"):
-        assert report["test"]["ranking"][surface]["lists"] > 0
-    single = report["test"]["single_task"]
-    assert set(single) == {"relevance", "purchase", "churn"} and 0 <= single["relevance"]["mrr"] <= 1
+        assert report["test"]["lists"][surface] > 0 and 0 < summary["popularity"][f"mrr/{surface}"][0] <= 1
+    assert "| mmoe |" in summary_table(report)
+
+
+def test_the_saved_ranker_serves_what_training_evaluated(tmp_path):
+    import numpy as np
+
+    from ranking.ranker import Ranker
+    data = make_demo_world(seed=6, n_users=80, variants=5)
+    world = build_world(data, progress=False)
+    simulate(world, "plackett-luce", 300, seed=0, out=tmp_path / "train", progress=False)
+    train_ranker(data, tmp_path / "train", tmp_path / "ranker", epochs=2, progress=False)
+    ranker = Ranker.load(tmp_path / "ranker")
+    X = np.random.default_rng(0).normal(size=(7, len(ranker.names) // 2)).astype(np.float32)
+    scores = ranker.scores(ranker.standardised(X))
+    assert set(scores) == {"relevance", "purchase", "margin", "churn"}
+    assert all(((0 <= scores[t]) & (scores[t] <= 1)).all() for t in ("relevance", "purchase", "churn"))
+    top = ranker.attributions(ranker.standardised(X), "relevance", top=3)
+    assert len(top) == 7 and all(len(row) == 3 for row in top)
