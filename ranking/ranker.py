@@ -69,7 +69,9 @@ class Ranker:
         ref = X if reference is None or len(reference) == 0 else reference
         relative = X - ref.mean(axis=0, keepdims=True)
         raw = np.concatenate([X, relative, np.zeros((len(X), 1), np.float32)], axis=1)
-        return ((raw - self.mean) / self.std).astype(np.float32)
+        # A column that never varied in training taught the model nothing; a value it never saw
+        # would be blown up by the tiny std, so it is read as the training constant.
+        return np.where(self.std > 1e-5, (raw - self.mean) / self.std, 0.0).astype(np.float32)
 
     def scores(self, Z: np.ndarray) -> dict[str, np.ndarray]:
         """{task: (n,) float}: calibrated probabilities (binary tasks) or raw values (regression)."""

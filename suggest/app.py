@@ -28,12 +28,13 @@ log = logging.getLogger("keystroke")
 _DEMO_PAGE = (Path(__file__).parent / "static" / "demo.html").read_text(encoding="utf-8")
 
 
-class SuggestionOut(msgspec.Struct):
+class SuggestionOut(msgspec.Struct, omit_defaults=True):
     text: str
     score: float
     sources: tuple[str, ...]
     highlight: tuple[tuple[int, int], ...]
     product_ids: tuple[int, ...]
+    explanation: dict | None = None  # only with explain=true
 
 
 class SuggestResponse(msgspec.Struct):
@@ -94,11 +95,14 @@ def suggest(
     aisle: Annotated[str | None, Parameter(description="aisle id or name")] = None,
     store: Annotated[str | None, Parameter(description="only products in stock at this store")] = None,
     hour: Annotated[int | None, Parameter(ge=0, le=23, description="local hour, for 'popular now'")] = None,
+    explain: Annotated[bool, Parameter(description="per item: task scores, their contributions, "
+                                                   "top feature attributions")] = False,
 ) -> Response[bytes]:
     pipeline = _pipeline(state)
     query = pipeline.make_query(q, k, user_id, department, aisle, store, hour)
     body = SuggestResponse(q, pipeline.artifact_id, [
-        SuggestionOut(s.text, s.score, s.sources, s.highlight, s.product_ids) for s in pipeline.suggest(query)])
+        SuggestionOut(s.text, s.score, s.sources, s.highlight, s.product_ids, s.explanation)
+        for s in pipeline.suggest(query, explain=explain)])
     return Response(_encode(body), media_type=MediaType.JSON)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from functools import lru_cache
@@ -112,20 +113,21 @@ class Pipeline:
             return by_name[normalize(value)]
         raise InvalidQuery(field, f"unknown {field} {value!r}")
 
-    def suggest(self, query: Query) -> list[Suggestion]:
+    def suggest(self, query: Query, explain: bool = False) -> list[Suggestion]:
+        """Top-k suggestions; with `explain`, each says why it ranked where it did (never cached)."""
         text = normalize(query.text)
         if text and query.text[-1].isspace():
             text += " "  # a finished word: "pan " means "pan di stelle", not "pancakes"
         hour = query.hour if query.hour is not None else time.localtime().tm_hour
-        if self._cached is not None and query.user_id is None:
+        if self._cached is not None and query.user_id is None and not explain:
             return list(self._cached(text, query.k, query.context, None, hour if not text else None))
-        return list(self._compute(text, query.k, query.context, query.user_id, hour))
+        return list(self._compute(text, query.k, query.context, query.user_id, hour, explain))
 
     def cache_info(self):
         return self._cached.cache_info() if self._cached is not None else None
 
     def _compute(self, text: str, k: int, context: ContextFilter, user_id: int | None,
-                 hour: int | None) -> tuple[Suggestion, ...]:
+                 hour: int | None, explain: bool = False) -> tuple[Suggestion, ...]:
         query = Query(text, k, user_id, context, hour)
         masks = self.table.masks(context)
         phrase_mask, product_mask = masks if masks else (None, None)
@@ -138,8 +140,10 @@ class Pipeline:
         merged = _merge(candidates)
         if not merged:
             return ()
-        scores = self.scorer(query, self.table, merged).tolist()
+        scored = self.scorer.score_merged(query, self.table, merged) if hasattr(self.scorer, "score_merged") else None
+        scores = (scored.value if scored is not None else self.scorer(query, self.table, merged)).tolist()
         out: list[Suggestion] = []
+        rows: list[int] = []
         shown: set[int] = set()
         for i in sorted(range(len(merged)), key=lambda i: (-scores[i], merged[i].phrase_id)):
             m = merged[i]
@@ -149,6 +153,11 @@ class Pipeline:
             shown.update(products)
             out.append(Suggestion(self.table.texts[m.phrase_id], round(scores[i], 6), m.sources, m.highlight,
                                   tuple(products)))
+            rows.append(i)
             if len(out) == k:
                 break
+        if explain:
+            why = (self.scorer.explain(scored, rows) if scored is not None else
+                   [{"value": s.score, "scorer": "popularity prior"} for s in out])
+            out = [dataclasses.replace(s, explanation=e) for s, e in zip(out, why)]
         return tuple(out)

@@ -120,4 +120,5 @@ class Suggestion:
     sources: tuple[str, ...]
     highlight: tuple[tuple[int, int], ...]
     product_ids: tuple[int, ...]
+    explanation: dict | None = None  # per-task scores, contributions, attributions (explain=true)
 

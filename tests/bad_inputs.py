@@ -18,6 +18,7 @@ BAD_QUERIES = [
 
 # Values that only exist on the wire (the library is typed): (query string, field)
 BAD_WIRE = [
+    ("explain=maybe", "explain"),
     ("k=abc", "k"),
     ("k=2.5", "k"),
     ("user_id=alice", "user_id"),
