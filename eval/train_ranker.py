@@ -24,6 +24,7 @@ from eval._data import add_train_ranker_arguments as add_arguments, dataset_from
 from eval.world.business import with_business
 from ranking.calibration import calibration_report, choose_calibrator, expected_calibration_error, log_loss, \
     reliability_diagram
+from ranking.feature_store import save_store
 from ranking.features import InMemoryFeatureStore
 from ranking.model import DEFAULT_TASKS, MultiTaskRanker, RankerConfig, fit, predict
 from ranking.ranker import Ranker, input_names, logit, model_inputs
@@ -176,6 +177,7 @@ def train_ranker(data, train_logs: Path, out: Path, test_logs: Path | None = Non
         calibrators, calibration = _calibrate(predict(model, X[calib_rows]), ts, calib_rows)
         if i == 0:
             Ranker(model, mean.astype(np.float32), std.astype(np.float32), calibrators, input_names()).save(out)
+            save_store(store, out / "store")  # what serving reads features from: the same store
             report.update(best_epoch=history.get("best_epoch"), calibration=calibration)
         if test is None:
             continue

@@ -1,4 +1,4 @@
-"""The HTTP service (litestar): keystroke suggestions, health, readiness, OpenAPI, a demo page.
+"""The HTTP service (litestar): keystroke suggestions, feedback events, health, readiness, OpenAPI, a demo page.
 
 Errors are JSON `{"error": str, "field": str | null}` with a 4xx status; the pipeline raises
 `InvalidQuery`, and only this module knows about status codes.
@@ -9,18 +9,20 @@ from __future__ import annotations
 import logging
 import threading
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import msgspec
-from litestar import Litestar, MediaType, Request, Response, get
+from litestar import Litestar, MediaType, Request, Response, get, post
 from litestar.datastructures import State
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi import OpenAPIConfig, ResponseSpec
-from litestar.params import Parameter
+from litestar.params import Body, Parameter
 
 from suggest.artifact import load_artifact
-from suggest.errors import ArtifactError, InvalidQuery
-from suggest.pipeline import MAX_K, MAX_QUERY_CHARS, Pipeline
+from suggest.errors import InvalidQuery, KeystrokeError
+from suggest.event_log import EventLog
+from suggest.events import MAX_EVENTS, AddToCart, Purchase, parse_events
+from suggest.pipeline import MAX_K, MAX_QUERY_CHARS, Pipeline, Scorer, prior_scorer
 
 __all__ = ["create_app"]
 
@@ -106,6 +108,63 @@ def suggest(
     return Response(_encode(body), media_type=MediaType.JSON)
 
 
+MAX_EVENTS_BODY = 4 << 20              # bytes of one POST /v1/events body
+_LEARNED_FROM = (AddToCart, Purchase)  # events that change personalisation as soon as they are durable
+
+
+class EventsAccepted(msgspec.Struct):
+    accepted: int
+
+
+def _events_ready(request: Request) -> None:
+    """Refuse before the body is read: events off, indexes loading, or a body that is not JSON."""
+    if request.app.state.get("events") is None:
+        raise HTTPException(status_code=503, detail="events are not enabled on this server "
+                                                    "(start it with keystroke serve --events-dir DIR)")
+    _pipeline(request.app.state)  # the pipeline learns from events, so none are taken before it exists
+    if request.content_type[0] != MediaType.JSON:
+        raise HTTPException(status_code=415, detail=f"Content-Type must be application/json, "
+                                                    f"got {request.content_type[0] or 'none'!r}")
+
+
+# The handler fsyncs, so it runs in a worker thread; concurrent requests share an fsync (EventLog).
+@post("/v1/events", sync_to_thread=True, before_request=_events_ready, request_max_body_size=MAX_EVENTS_BODY,
+      status_code=200, summary="Log impressions, clicks, add-to-carts and purchases; 200 once they are on disk",
+      responses={400: ResponseSpec(ErrorBody, description="a bad event; `field` is its JSON path"),
+                 503: ResponseSpec(ErrorBody, description="events off, indexes loading, or the disk failed")})
+def events(state: State, data: Annotated[Any, Body(
+        description=f"one event or a list of up to {MAX_EVENTS}, in the schema of suggest/events.py")] = None,
+           ) -> Response[EventsAccepted]:
+    try:
+        records = parse_events(data)
+    except InvalidQuery as e:  # a field of "" is the body as a whole
+        return Response(ErrorBody(e.message, e.field or None), status_code=400)  # type: ignore[arg-type]
+    try:
+        accepted = state.events.append(records)
+    except OSError as e:
+        log.error("events not stored: %s", e)
+        raise HTTPException(status_code=503, detail="events could not be stored; retry later") from None
+    pipeline = state.pipeline
+    for record in records:
+        if isinstance(record, _LEARNED_FROM):
+            try:
+                pipeline.observe(record)
+            except Exception:  # the event is durable: failing to learn from it must not ask for a retry
+                log.exception("observing a %s failed", record.type)
+    return Response(EventsAccepted(accepted))
+
+
+def _replay(events_log: EventLog, pipeline: Pipeline) -> Pipeline:
+    """Personalisation from the events logged before this start, oldest first."""
+    n = 0
+    for record in events_log.records():
+        if isinstance(record, _LEARNED_FROM):
+            pipeline.observe(record)
+            n += 1
+    log.info("replayed %d events from %s", n, events_log.directory)
+    return pipeline
+
+
 @get("/healthz", sync_to_thread=False, summary="The process is up")
 def healthz() -> dict[str, str]:
     return {"status": "ok"}
@@ -125,26 +184,39 @@ def demo_page() -> str:
 
 
 def create_app(artifact: Path | str | None = None, pipeline: Pipeline | None = None,
-               cache_size: int = 0, adapter: str | None = None) -> Litestar:
-    """An app serving `pipeline`, or the artifact at `artifact`, loaded in the background."""
-    state = State({"pipeline": pipeline, "load_error": None})
+               cache_size: int = 0, adapter: str | None = None, scorer: Scorer = prior_scorer,
+               events_dir: Path | str | None = None) -> Litestar:
+    """An app serving `pipeline`, or the artifact at `artifact`, loaded in the background.
+
+    With `events_dir`, POST /v1/events appends to the durable log there, and the purchases already
+    in it are replayed into the pipeline before it serves."""
+    events_log = EventLog(events_dir) if events_dir is not None else None
+    state = State({"pipeline": None if events_log else pipeline, "load_error": None, "events": events_log})
 
     def load() -> None:
         try:
-            state.pipeline = Pipeline.from_artifact(load_artifact(artifact, adapter=adapter), cache_size=cache_size)
+            loaded = Pipeline.from_artifact(load_artifact(artifact, adapter=adapter), scorer, cache_size=cache_size)
+            state.pipeline = _replay(events_log, loaded) if events_log else loaded
             log.info("artifact %s loaded", state.pipeline.artifact_id)
-        except ArtifactError as e:
+        except KeystrokeError as e:  # ArtifactError, or a DataError from a damaged event log
             state.load_error = str(e)
             log.error("%s", e)
 
     def start_loading() -> None:
-        if pipeline is None and artifact is not None:
+        if pipeline is not None and events_log is not None:
+            state.pipeline = _replay(events_log, pipeline)
+        elif pipeline is None and artifact is not None:
             threading.Thread(target=load, name="load-artifact", daemon=True).start()
 
+    def close_events() -> None:
+        if events_log is not None:
+            events_log.close()
+
     return Litestar(
-        route_handlers=[suggest, healthz, readyz, demo_page],
+        route_handlers=[suggest, events, healthz, readyz, demo_page],
         state=state,
         on_startup=[start_loading],
+        on_shutdown=[close_events],
         exception_handlers={InvalidQuery: _invalid_query, ValidationException: _validation,
                             HTTPException: _http, Exception: _unexpected},
         openapi_config=OpenAPIConfig(title="Keystroke", version="0.1.0", path="/schema"),

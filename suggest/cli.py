@@ -52,13 +52,29 @@ def cmd_serve(args) -> int:
 
     from suggest.app import create_app
     from suggest.artifact import load_artifact
-    from suggest.pipeline import Pipeline
+    from suggest.pipeline import Pipeline, prior_scorer
 
     # Loaded (and verified) once, before binding the port: a bad artifact is refused at start.
-    pipeline = Pipeline.from_artifact(load_artifact(args.artifact, adapter=args.adapter), cache_size=args.cache_size)
+    scorer = prior_scorer
+    if args.ranker:
+        from suggest.scoring import load_scorer
+
+        scorer = load_scorer(args.ranker, args.objectives, args.arm, args.redis_url)
+    pipeline = Pipeline.from_artifact(load_artifact(args.artifact, adapter=args.adapter), scorer=scorer,
+                                      cache_size=args.cache_size)
     loop, http = ("uvloop", "httptools") if sys.platform != "win32" else ("auto", "auto")
-    uvicorn.run(create_app(pipeline=pipeline), host=args.host, port=args.port, loop=loop, http=http,
+    uvicorn.run(create_app(pipeline=pipeline, events_dir=args.events_dir), host=args.host, port=args.port, loop=loop, http=http,
                 access_log=False, log_level=args.log_level)
+    return 0
+
+
+def cmd_publish_features(args) -> int:
+    import redis
+
+    from ranking.feature_store import load_store, publish
+
+    version = publish(load_store(args.ranker / "store"), redis.Redis.from_url(args.redis_url))
+    print(f"published feature store {version} from {args.ranker / 'store'} to {args.redis_url}")
     return 0
 
 
@@ -135,7 +151,19 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--adapter", help="serve with this adapter; the artifact must have been built with it")
     s.add_argument("--cache-size", type=int, default=20_000,
                    help="anonymous answers kept in an LRU (0 turns the cache off)")
+    s.add_argument("--events-dir", type=lambda v: Path(v) if v else None, default=Path("logs/events"),
+                   help="durable log of POST /v1/events (default logs/events; '' turns events off)")
+    s.add_argument("--ranker", type=Path, help="order suggestions with this trained ranker (keystroke train-ranker)")
+    s.add_argument("--objectives", type=Path, help="TOML file of objective weights per surface and arm")
+    s.add_argument("--arm", help="the experiment arm of the objectives file this replica serves")
+    s.add_argument("--redis-url", help="read features from this Redis (keystroke publish-features) "
+                                       "instead of the ranker's snapshot")
     s.set_defaults(func=cmd_serve)
+
+    f = sub.add_parser("publish-features", help="copy a ranker's feature store into Redis for every replica")
+    f.add_argument("--ranker", type=Path, required=True)
+    f.add_argument("--redis-url", required=True)
+    f.set_defaults(func=cmd_publish_features)
 
     q = sub.add_parser("suggest", help="print suggestions for a typed text")
     q.add_argument("artifact", type=Path)

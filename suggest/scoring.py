@@ -10,17 +10,19 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
 from indexes.phrases import SHOWN_PRODUCTS, PhraseTable
 from ranking.features import FEATURES, FeatureStore, RankCandidate, RankQuery, featurize
-from ranking.objective import DEFAULT_OBJECTIVES, Objectives, quantities
+from ranking.feature_store import RedisFeatureStore, load_store
+from ranking.objective import DEFAULT_OBJECTIVES, Objectives, load_objectives, quantities
 from ranking.ranker import Ranker
 from suggest.types import Query
 
-__all__ = ["RankerScorer", "Scored"]
+__all__ = ["RankerScorer", "Scored", "load_scorer"]
 
 _PRICE, _BID, _BOUGHT = (FEATURES.index(f) for f in ("log_price", "sponsored_bid", "bought_before"))
 EXPLAINED_TASKS = ("relevance", "purchase")
@@ -85,3 +87,20 @@ class RankerScorer:
                                m.prior, m.sources, m.edits, m.highlight[0][0] if m.highlight else 0) for m in merged]
         return self.score(rq, cands, query.k)
 
+
+def load_scorer(ranker_dir: Path | str, objectives: Path | str | None = None, arm: str | None = None,
+                redis_url: str | None = None) -> RankerScorer:
+    """The scorer a server runs: the trained ranker, its feature store (the snapshot saved beside it,
+    or the Redis store at `redis_url`, published there with `keystroke publish-features`) and the
+    objectives file. Raises ArtifactError / ValueError naming what is wrong."""
+    ranker = Ranker.load(ranker_dir)
+    if redis_url:
+        import redis
+
+        store = RedisFeatureStore(redis.Redis.from_url(redis_url))
+    else:
+        store = load_store(Path(ranker_dir) / "store")
+    chosen = load_objectives(objectives) if objectives else DEFAULT_OBJECTIVES
+    if arm is not None:
+        chosen.get("suggest", arm)  # an unknown arm fails at start-up
+    return RankerScorer(ranker, store, chosen, arm)
