@@ -5,6 +5,7 @@
       phrases/          the phrase table every source points into
       prefix/ infix/ typo/ zero/   one folder per candidate source
       vector/           embedding recall, when built with an encoder (manifest "encoder" says which)
+      lexical/          BM25 product retrieval for search
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from tqdm import tqdm
 
 from indexes.base import CandidateSource
 from indexes.fuzzy import TypoSource
+from indexes.lexical import LexicalIndex
 from indexes.phrases import PhraseTable, mine_phrases
 from indexes.prefix import InfixSource, PrefixSource
 from indexes.vector import Embed, VectorSource
@@ -42,6 +44,7 @@ class Artifact:
     manifest: dict
     table: PhraseTable
     sources: tuple[CandidateSource, ...]
+    lexical: LexicalIndex | None = None  # product retrieval for search; load_artifact always sets it
 
     @property
     def id(self) -> str:
@@ -65,7 +68,7 @@ def build_artifact(data: Dataset, out: Path | str, progress: bool = True, embed:
     tmp = out.parent / f".{out.name}.building-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     started = time.time()
-    steps = tqdm(total=1 + len(sources), desc="build", unit="step", disable=not progress, file=sys.stderr)
+    steps = tqdm(total=2 + len(sources), desc="build", unit="step", disable=not progress, file=sys.stderr)
     try:
         steps.set_postfix_str("phrases")
         table = mine_phrases(data)
@@ -80,6 +83,11 @@ def build_artifact(data: Dataset, out: Path | str, progress: bool = True, embed:
             source.save(tmp / cls.name)
             counts[cls.name] = len(source)
             steps.update()
+        steps.set_postfix_str(LexicalIndex.name)
+        lexical = LexicalIndex.build(data)
+        lexical.save(tmp / lexical.name)
+        counts[lexical.name] = len(lexical)
+        steps.update()
         files = _file_checksums(tmp)
         manifest = {
             "format_version": FORMAT_VERSION,
@@ -148,9 +156,10 @@ def load_artifact(path: Path | str, verify: bool = True, embed: Embed | None = N
         by_name = {cls.name: cls for cls in SOURCES + (VectorSource,)}
         sources = tuple(VectorSource.load(path / name, table, embed) if name == "vector"
                         else by_name[name].load(path / name, table) for name in manifest["sources"])
+        lexical = LexicalIndex.load(path / LexicalIndex.name)
     except (OSError, ValueError, KeyError) as e:
         raise ArtifactError(f"{path} cannot be loaded ({type(e).__name__}: {e}); rebuild the artifact") from None
-    return Artifact(path, manifest, table, sources)
+    return Artifact(path, manifest, table, sources, lexical)
 
 
 def _load_encoder(encoder: dict | None) -> Embed:
