@@ -5,9 +5,10 @@
     user             who is asking (real history), zero for anonymous requests
     context          surface, prefix length, time of day and week
 
-Everything the featurisers read about items and users comes through a `FeatureStore` (the seam a
-Redis-backed store for multi-replica serving will also implement); `InMemoryFeatureStore` builds
-one from a dataset and logged impressions.
+Everything the featurisers read about items and users comes through a `FeatureStore`: a static half
+(`CatalogFeatures`: products, stock, bids, idf) and live counters (items' impressions, clicks and
+carts; users' purchases). `InMemoryFeatureStore` builds one from a dataset and logged impressions;
+`ranking.feature_store` saves it as a snapshot and serves it from Redis to many replicas.
 """
 
 from __future__ import annotations
@@ -19,11 +20,12 @@ from typing import Callable, Iterable, Protocol, Sequence
 
 import numpy as np
 
+from suggest.events import Impression
 from suggest.text import normalize, singular
 from suggest.types import Dataset
 
 __all__ = ["FEATURES", "FEATURE_GROUPS", "RankQuery", "RankCandidate", "UserStats", "ItemStats",
-           "FeatureStore", "InMemoryFeatureStore", "featurize"]
+           "FeatureStore", "CatalogFeatures", "InMemoryFeatureStore", "featurize"]
 
 FEATURE_GROUPS: dict[str, tuple[str, ...]] = {
     "query_candidate": ("match_prefix", "match_infix", "match_typo", "match_vector", "match_history", "edits",
@@ -79,60 +81,124 @@ class ItemStats:
 class FeatureStore(Protocol):
     def user(self, user_id: int | None) -> UserStats | None: ...
     def item(self, item: str) -> ItemStats: ...
+    def items(self, items: Sequence[str]) -> list[ItemStats]:
+        """ItemStats of each item, in order, in one read (one round trip for a remote store)."""
     def product(self, product_id: int) -> tuple[int, str | None, float, float]:
         """(aisle_id, brand, price, margin_rate) of a product."""
     def in_stock(self, product_id: int, store: str | None) -> bool: ...
     def bid(self, brand: str | None) -> float: ...
     def idf(self, word: str) -> float: ...
+    def add_impression(self, imp: Impression) -> None: ...
+    def add_purchase(self, user_id: int, product_ids: Sequence[int]) -> None: ...
+
+
+@dataclass(frozen=True)
+class CatalogFeatures:
+    """The static half of a feature store: what each product is, where it is out of stock, bids, word idf."""
+
+    products: dict[int, tuple[int, str | None, float, float]]  # product_id -> (aisle_id, brand, price, margin_rate)
+    out_of_stock: dict[str, frozenset[int]]                    # store -> product ids
+    bids: dict[str, float]                                     # normalised brand -> bid
+    word_idf: dict[str, float]                                 # singular word -> idf
+    unknown_idf: float                                         # idf of a word no product name has
+
+    @classmethod
+    def from_dataset(cls, data: Dataset) -> CatalogFeatures:
+        cat = data.catalog
+        products = {p.product_id: (p.aisle_id, p.brand, data.prices.get(p.product_id, 0.0),
+                                   data.margin_rates.get(p.department_id, 0.0)) for p in cat.products}
+        df: Counter = Counter()
+        for p in cat.products:
+            df.update({singular(w) for w in normalize(p.name).split()})
+        return cls(products, dict(data.out_of_stock), {normalize(c.brand): c.bid for c in data.campaigns},
+                   {w: math.log(1 + len(cat) / n) for w, n in df.items()}, math.log(1 + len(cat)))
+
+    def product(self, product_id: int) -> tuple[int, str | None, float, float]:
+        return self.products.get(product_id, (0, None, 0.0, 0.0))
+
+    def in_stock(self, product_id: int, store: str | None) -> bool:
+        return store is None or product_id not in self.out_of_stock.get(store, ())
+
+    def bid(self, brand: str | None) -> float:
+        return self.bids.get(normalize(brand), 0.0) if brand else 0.0
+
+    def idf(self, word: str) -> float:
+        return self.word_idf.get(singular(word), self.unknown_idf)
+
+    def tally(self, product_ids: Iterable[int]) -> tuple[Counter, Counter]:
+        """Purchases per aisle and per brand of some bought lines."""
+        aisles, brands = Counter(), Counter()
+        for pid in product_ids:
+            aisle, brand, _, _ = self.product(pid)
+            aisles[aisle] += 1
+            if brand:
+                brands[brand] += 1
+        return aisles, brands
+
+    def state(self) -> dict:
+        """JSON-able, deterministic (sorted) form; `from_state` reads it back."""
+        return {"products": [[pid, *info] for pid, info in sorted(self.products.items())],
+                "out_of_stock": {s: sorted(ids) for s, ids in sorted(self.out_of_stock.items())},
+                "bids": dict(sorted(self.bids.items())), "idf": dict(sorted(self.word_idf.items())),
+                "unknown_idf": self.unknown_idf}
+
+    @classmethod
+    def from_state(cls, state: dict) -> CatalogFeatures:
+        return cls({int(pid): (int(aisle), brand, float(price), float(margin))
+                    for pid, aisle, brand, price, margin in state["products"]},
+                   {s: frozenset(int(p) for p in ids) for s, ids in state["out_of_stock"].items()},
+                   {b: float(v) for b, v in state["bids"].items()},
+                   {w: float(v) for w, v in state["idf"].items()}, float(state["unknown_idf"]))
 
 
 class InMemoryFeatureStore:
     """A FeatureStore from a dataset (catalog, users' orders, business data) and logged impressions."""
 
     def __init__(self, data: Dataset, impressions: Iterable = ()):
-        cat = data.catalog
-        self._products = {p.product_id: (p.aisle_id, p.brand, data.prices.get(p.product_id, 0.0),
-                                         data.margin_rates.get(p.department_id, 0.0)) for p in cat.products}
-        self._out = {s: ids for s, ids in data.out_of_stock.items()}
-        self._bids = {normalize(c.brand): c.bid for c in data.campaigns}
-        df: Counter = Counter()
-        for p in cat.products:
-            df.update({singular(w) for w in normalize(p.name).split()})
-        self._idf = {w: math.log(1 + len(cat) / n) for w, n in df.items()}
-        self._idf_unknown = math.log(1 + len(cat))
-        self._users = self._user_stats(data)
+        self._catalog = CatalogFeatures.from_dataset(data)
+        self._users: dict[int, UserStats] = {}
+        self._lines: dict[int, tuple[int, int]] = {}   # user -> (reordered lines, lines with a reorder flag)
+        self._user_stats(data)
         self._items: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
         for imp in impressions:
             self.add_impression(imp)
 
-    def _user_stats(self, data: Dataset) -> dict[int, UserStats]:
+    def _user_stats(self, data: Dataset) -> None:
         by_user: dict[int, list] = defaultdict(list)
         for o in data.orders:
             by_user[o.user_id].append(o)
-        out = {}
         for user, orders in by_user.items():
-            s = UserStats(orders=len(orders), days_since_order=orders[-1].days_since_prior)
             flags = [r for o in orders for r in o.reordered if r is not None]
-            s.reorder_rate = sum(flags) / len(flags) if flags else 0.0
-            bought = set()
-            for o in orders:
-                for pid in o.product_ids:
-                    aisle, brand, _, _ = self._products[pid]
-                    s.aisles[aisle] += 1
-                    if brand:
-                        s.brands[brand] += 1
-                    bought.add(pid)
-            s.bought = frozenset(bought)
-            out[user] = s
-        return out
+            aisles, brands = self._catalog.tally(pid for o in orders for pid in o.product_ids)
+            self._users[user] = UserStats(orders=len(orders), days_since_order=orders[-1].days_since_prior,
+                                          reorder_rate=sum(flags) / len(flags) if flags else 0.0,
+                                          aisles=aisles, brands=brands,
+                                          bought=frozenset(pid for o in orders for pid in o.product_ids))
+            self._lines[user] = (sum(flags), len(flags))
 
-    def add_impression(self, imp) -> None:
-        """Count one logged impression (suggest.events.Impression) into the items' performance."""
+    def add_impression(self, imp: Impression) -> None:
+        """Count one logged impression into the items' performance."""
         for item in imp.items:
             stats = self._items[item.item]
             stats[0] += 1
             stats[1] += item.position in imp.clicks
             stats[2] += any(p in imp.add_to_carts for p in item.product_ids)
+
+    def add_purchase(self, user_id: int, product_ids: Sequence[int]) -> None:
+        """Count one order into the user's history: a line of a product bought before is a reorder."""
+        product_ids = _purchase_lines(product_ids)
+        s = self._users.setdefault(user_id, UserStats())
+        reordered, flagged = self._lines.get(user_id, (0, 0))
+        reordered += sum(p in s.bought for p in product_ids)
+        flagged += len(product_ids)
+        aisles, brands = self._catalog.tally(product_ids)
+        s.orders += 1
+        s.days_since_order = 0.0
+        s.reorder_rate = reordered / flagged
+        s.aisles.update(aisles)
+        s.brands.update(brands)
+        s.bought = s.bought | frozenset(product_ids)
+        self._lines[user_id] = (reordered, flagged)
 
     def user(self, user_id):
         return self._users.get(user_id) if user_id is not None else None
@@ -141,17 +207,60 @@ class InMemoryFeatureStore:
         i, c, a = self._items.get(item, (0, 0, 0))
         return ItemStats(i, c, a)
 
+    def items(self, items):
+        return [self.item(i) for i in items]
+
     def product(self, product_id):
-        return self._products.get(product_id, (0, None, 0.0, 0.0))
+        return self._catalog.product(product_id)
 
     def in_stock(self, product_id, store):
-        return store is None or product_id not in self._out.get(store, ())
+        return self._catalog.in_stock(product_id, store)
 
     def bid(self, brand):
-        return self._bids.get(normalize(brand), 0.0) if brand else 0.0
+        return self._catalog.bid(brand)
 
     def idf(self, word):
-        return self._idf.get(singular(word), self._idf_unknown)
+        return self._catalog.idf(word)
+
+    def state(self) -> dict:
+        """Everything the store holds, JSON-able and deterministic (sorted); `from_state` rebuilds it."""
+        users = {}
+        for uid, s in sorted(self._users.items()):
+            reordered, flagged = self._lines.get(uid, (0, 0))
+            users[str(uid)] = {"orders": s.orders, "days_since_order": s.days_since_order, "reordered": reordered,
+                               "flagged": flagged, "aisles": {str(a): n for a, n in sorted(s.aisles.items())},
+                               "brands": dict(sorted(s.brands.items())), "bought": sorted(s.bought)}
+        return {"catalog": self._catalog.state(), "users": users,
+                "items": {item: list(v) for item, v in sorted(self._items.items())}}
+
+    @classmethod
+    def from_state(cls, state: dict) -> InMemoryFeatureStore:
+        """The store `state()` described, without the dataset (raises KeyError/TypeError/ValueError if malformed)."""
+        self = cls.__new__(cls)
+        self._catalog = CatalogFeatures.from_state(state["catalog"])
+        self._users, self._lines = {}, {}
+        for uid, u in state["users"].items():
+            reordered, flagged = int(u["reordered"]), int(u["flagged"])
+            days = u["days_since_order"]
+            self._users[int(uid)] = UserStats(
+                orders=int(u["orders"]), days_since_order=float(days) if days is not None else None,
+                reorder_rate=reordered / flagged if flagged else 0.0,
+                aisles=Counter({int(a): int(n) for a, n in u["aisles"].items()}),
+                brands=Counter({b: int(n) for b, n in u["brands"].items()}),
+                bought=frozenset(int(p) for p in u["bought"]))
+            self._lines[int(uid)] = (reordered, flagged)
+        self._items = defaultdict(lambda: [0, 0, 0])
+        for item, (i, c, a) in state["items"].items():
+            self._items[item] = [int(i), int(c), int(a)]
+        return self
+
+
+def _purchase_lines(product_ids: Sequence[int]) -> tuple[int, ...]:
+    """The lines of one purchase, checked: an order has at least one product."""
+    lines = tuple(int(p) for p in product_ids)
+    if not lines:
+        raise ValueError("product_ids: a purchase needs at least one product, got none")
+    return lines
 
 
 def _term_overlap(query_words: list[str], item: str, store: FeatureStore) -> float:
@@ -174,13 +283,13 @@ def featurize(query: RankQuery, candidates: Sequence[RankCandidate], store: Feat
     hour, dow = 2 * math.pi * query.hour / 24, 2 * math.pi * query.dow / 7
     context = [float(query.surface == "search"), math.log1p(len(text)), math.sin(hour), math.cos(hour),
                math.sin(dow), math.cos(dow)]
+    item_stats = store.items([c.item for c in candidates])   # one read for the whole list
     rows = []
-    for c, cs in zip(candidates, cos):
+    for c, cs, stats in zip(candidates, cos, item_stats):
         s = set(c.sources)
         qc = [float("prefix" in s), float("infix" in s), float("typo" in s), float("vector" in s),
               float("history" in s), float(c.edits), c.match_start / max(len(c.item), 1),
               _term_overlap(words, c.item, store), float(cs)]
-        stats = store.item(c.item)
         shown = c.product_ids[:8]
         info = [store.product(p) for p in shown]
         prices = [i[2] for i in info if i[2] > 0]
