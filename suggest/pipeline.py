@@ -123,6 +123,18 @@ class Pipeline:
             return list(self._cached(text, query.k, query.context, None, hour if not text else None))
         return list(self._compute(text, query.k, query.context, query.user_id, hour, explain))
 
+    def observe(self, record) -> None:
+        """Feed one durable event (suggest.events) to every component that learns from events."""
+        for source in self.sources:
+            observe = getattr(source, "observe", None)
+            if observe is not None:
+                observe(record)  # sources change only personal answers, which the cache never holds
+        observe = getattr(self.scorer, "observe", None)
+        if observe is not None:
+            observe(record)
+            if self._cached is not None:  # a scorer may change anonymous answers too
+                self._cached.cache_clear()
+
     def cache_info(self):
         return self._cached.cache_info() if self._cached is not None else None
 
