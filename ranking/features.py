@@ -263,52 +263,61 @@ def _purchase_lines(product_ids: Sequence[int]) -> tuple[int, ...]:
     return lines
 
 
-def _term_overlap(query_words: list[str], item: str, store: FeatureStore) -> float:
-    """idf-weighted share of the typed words that start a word of the item (BM25's term evidence, binary)."""
-    if not query_words:
-        return 0.0
-    words = item.split()
-    total = sum(store.idf(w) for w in query_words)
-    hit = sum(store.idf(w) for w in query_words if any(x.startswith(w) for x in words))
-    return hit / total if total else 0.0
-
-
 def featurize(query: RankQuery, candidates: Sequence[RankCandidate], store: FeatureStore,
               cosine: Callable[[str, Sequence[str]], np.ndarray] | None = None) -> np.ndarray:
-    """(n_candidates, len(FEATURES)) float32, columns in FEATURES order."""
+    """(n_candidates, len(FEATURES)) float32, columns in FEATURES order.
+
+    Runs on every request over up to a few hundred candidates, so per-product facts are read once
+    per distinct product and the loop stays in plain Python arithmetic (numpy per row costs more).
+    """
     text = normalize(query.text)
     words = text.split()
+    idf = [store.idf(w) for w in words]
+    idf_total = sum(idf)
     user = store.user(query.user_id)
-    cos = cosine(text, [c.item for c in candidates]) if cosine and text else np.zeros(len(candidates))
+    cos = cosine(text, [c.item for c in candidates]).tolist() if cosine and text else [0.0] * len(candidates)
     hour, dow = 2 * math.pi * query.hour / 24, 2 * math.pi * query.dow / 7
     context = [float(query.surface == "search"), math.log1p(len(text)), math.sin(hour), math.cos(hour),
                math.sin(dow), math.cos(dow)]
     item_stats = store.items([c.item for c in candidates])   # one read for the whole list
+    facts: dict[int, tuple] = {}                             # product -> (aisle, brand, price, margin, stock, bid)
+    bids: dict[str | None, float] = {}
+    for c in candidates:
+        for p in c.product_ids[:8]:
+            if p not in facts:
+                aisle, brand, price, margin = store.product(p)
+                if brand not in bids:
+                    bids[brand] = store.bid(brand)
+                facts[p] = (aisle, brand, price, margin, float(store.in_stock(p, query.store)), bids[brand])
+    if user is not None:
+        n_bought = max(sum(user.aisles.values()), 1)
+        days = user.days_since_order
+        user_const = [user.reorder_rate, math.log1p(user.orders),
+                      math.log1p(days) if days is not None else math.log1p(30.0)]
     rows = []
     for c, cs, stats in zip(candidates, cos, item_stats):
-        s = set(c.sources)
+        s = c.sources
+        item_words = c.item.split()
+        hit = sum(f for w, f in zip(words, idf) if any(x.startswith(w) for x in item_words))
         qc = [float("prefix" in s), float("infix" in s), float("typo" in s), float("vector" in s),
               float("history" in s), float(c.edits), c.match_start / max(len(c.item), 1),
-              _term_overlap(words, c.item, store), float(cs)]
+              hit / idf_total if idf_total else 0.0, float(cs)]
         shown = c.product_ids[:8]
-        info = [store.product(p) for p in shown]
+        info = [facts[p] for p in shown]
         prices = [i[2] for i in info if i[2] > 0]
         cand = [math.log(max(c.prior, 1e-9)),
                 (stats.clicks + CTR_PRIOR[0]) / (stats.impressions + sum(CTR_PRIOR)),
                 (stats.add_to_carts + ATC_PRIOR[0]) / (stats.impressions + sum(ATC_PRIOR)),
                 math.log1p(stats.impressions),
-                math.log(np.mean(prices)) if prices else 0.0,
-                float(np.mean([i[3] for i in info])) if info else 0.0,
-                float(np.mean([store.in_stock(p, query.store) for p in shown])) if shown else 1.0,
-                max((store.bid(i[1]) for i in info), default=0.0)]
+                math.log(sum(prices) / len(prices)) if prices else 0.0,
+                sum(i[3] for i in info) / len(info) if info else 0.0,
+                sum(i[4] for i in info) / len(info) if info else 1.0,
+                max((i[5] for i in info), default=0.0)]
         if user is None:
             u = [0.0] * len(FEATURE_GROUPS["user"])
         else:
-            n = max(sum(user.aisles.values()), 1)
-            aisle = max((user.aisles[i[0]] for i in info), default=0) / n
-            brand = max((user.brands[i[1]] for i in info if i[1]), default=0) / n
-            days = user.days_since_order
-            u = [1.0, aisle, brand, float(any(p in user.bought for p in shown)), user.reorder_rate,
-                 math.log1p(user.orders), math.log1p(days) if days is not None else math.log1p(30.0)]
+            aisle = max((user.aisles[i[0]] for i in info), default=0) / n_bought
+            brand = max((user.brands[i[1]] for i in info if i[1]), default=0) / n_bought
+            u = [1.0, aisle, brand, float(any(p in user.bought for p in shown))] + user_const
         rows.append(qc + cand + u + context)
     return np.asarray(rows, dtype=np.float32).reshape(len(candidates), len(FEATURES))
