@@ -1,18 +1,21 @@
-"""Ranking: turning scored candidates into the list that is shown."""
+"""Ranking: turning scored candidates into the list that is shown.
 
-from ranking.exploration import EpsilonGreedy, Greedy, PlackettLuce, Policy, Ranking
-from ranking.model import (
-    MultiTaskRanker,
-    RankerConfig,
-    TaskSpec,
-    fit,
-    gradient_x_input,
-    masked_loss,
-    predict,
-)
+Submodules load on first use (`ranking.model` pulls in torch; the re-ranker and the exploration
+policies don't need it), so `import ranking.rerank` stays light.
+"""
 
-__all__ = [
-    "Ranking", "Policy", "Greedy", "EpsilonGreedy", "PlackettLuce",
-    "TaskSpec", "RankerConfig", "MultiTaskRanker", "masked_loss", "fit", "predict",
-    "gradient_x_input",
-]
+import importlib
+
+_EXPORTS = {
+    "Ranking": "exploration", "Policy": "exploration", "Greedy": "exploration", "EpsilonGreedy": "exploration",
+    "PlackettLuce": "exploration",
+    "TaskSpec": "model", "RankerConfig": "model", "MultiTaskRanker": "model", "masked_loss": "model", "fit": "model",
+    "predict": "model", "gradient_x_input": "model",
+}
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"ranking.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'ranking' has no attribute {name!r}")
