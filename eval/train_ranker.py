@@ -29,7 +29,7 @@ from ranking.features import InMemoryFeatureStore
 from ranking.model import DEFAULT_TASKS, MultiTaskRanker, RankerConfig, fit, predict
 from ranking.ranker import Ranker, input_names, logit, model_inputs
 from ranking.training_data import TrainingSet, training_set
-from suggest.events import Impression, read_events
+from suggest.events import Impression, Visit, read_events
 
 __all__ = ["train_ranker", "list_mrr", "auc", "add_arguments", "run", "main"]
 
@@ -152,7 +152,7 @@ def train_ranker(data, train_logs: Path, out: Path, test_logs: Path | None = Non
     manifest = json.loads((train_logs / "manifest.json").read_text())
     events = _events(train_logs)
     impressions = [e for e in events if isinstance(e, Impression)]
-    visits = [e for e in events if not isinstance(e, Impression)]
+    visits = [e for e in events if isinstance(e, Visit)]
     cut = int(0.3 * len(impressions))
     store = InMemoryFeatureStore(with_business(data, seed=manifest["seed"]), impressions[:cut])
     ts = training_set(impressions[cut:] + visits, store)

@@ -45,7 +45,7 @@ def training_set(events: Iterable[Impression | Visit], store: FeatureStore) -> T
     for e in events:
         if isinstance(e, Visit):
             returned[e.visit_id] = e.returned
-        else:
+        elif isinstance(e, Impression):   # served logs also hold clicks and purchases: not rows
             impressions.append(e)
     X, group, surface, position, prior = [], [], [], [], []
     labels = {t: [] for t in TASKS}

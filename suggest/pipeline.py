@@ -20,6 +20,7 @@ __all__ = ["Pipeline", "Merged", "Scorer", "prior_scorer", "MAX_K", "MAX_QUERY_C
 
 MAX_K = 50
 MAX_QUERY_CHARS = 200
+CACHE_REFRESH_SECONDS = 60.0
 PRODUCTS_PER_SUGGESTION = SHOWN_PRODUCTS
 
 
@@ -65,6 +66,7 @@ class Pipeline:
         # Anonymous answers depend only on (text, k, context, hour), and shoppers type the same
         # short prefixes all day: an LRU of them saves the head of the traffic. Personal ones bypass it.
         self._cached = lru_cache(maxsize=cache_size)(self._compute) if cache_size > 0 else None
+        self._cache_cleared_at = float("-inf")
         self._primary = tuple(s for s in self.sources if not s.fallback)
         self._fallback = tuple(s for s in self.sources if s.fallback)
         self.departments, self.aisles, self.stores = departments or {}, aisles or {}, frozenset(stores)
@@ -132,8 +134,12 @@ class Pipeline:
         observe = getattr(self.scorer, "observe", None)
         if observe is not None:
             observe(record)
-            if self._cached is not None:  # a scorer may change anonymous answers too
+            # A learning scorer changes anonymous answers too, but click counts move slowly and
+            # clearing on every event would leave the cache empty under traffic: at most once a minute.
+            now = time.monotonic()
+            if self._cached is not None and now - self._cache_cleared_at >= CACHE_REFRESH_SECONDS:
                 self._cached.cache_clear()
+                self._cache_cleared_at = now
 
     def cache_info(self):
         return self._cached.cache_info() if self._cached is not None else None

@@ -270,6 +270,9 @@ def test_the_pipeline_forwards_events_and_forgets_answers_a_learning_scorer_gave
     assert pipeline.cache_info().currsize == 1
     pipeline.observe(Click("r1", 0))  # no source learns from a click, so the shared artifact is untouched
     assert scorer.seen == [Click("r1", 0)] and pipeline.cache_info().currsize == 0
+    pipeline.suggest(pipeline.make_query("ban"))
+    pipeline.observe(Click("r2", 1))  # within the refresh interval: the cache is kept, not emptied per event
+    assert len(scorer.seen) == 2 and pipeline.cache_info().currsize == 1
 
 
 # --- the log ------------------------------------------------------------------------------------
