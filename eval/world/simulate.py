@@ -8,6 +8,13 @@ orders, and a click there may end in the cart. After the visit the user returns 
 that depends on how the visit went; a returning user's next visit is their next real order (or a
 repeat of an earlier one once the data runs out). Every session is seeded by its own index, so a
 run is reproducible byte for byte.
+
+A world may carry a `search_value` (a ranker's objective value per product, see eval.value_tradeoff):
+the search policy then orders the product list by those values instead of the log prior. The values
+go to the policy as they are: greedy sorts by them, and Plackett-Luce draws with P(i) proportional to
+exp(value_i / temperature), which the softmax's shift invariance keeps meaningful for negative values
+but which puts the temperature in the objective's units (a log transform would break on them). The
+logged `score` is still the prior, the input the ranker is trained on.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from tqdm import tqdm
@@ -60,6 +68,9 @@ class World:
     split: Split
     pipeline: Pipeline       # built from the training split only
     intents: IntentModel
+    # (query, user_id, product ids, (n,) prior) -> (n,) finite values the search policy ranks by;
+    # None: the log prior, as before
+    search_value: Callable[[str, int | None, list[int], np.ndarray], np.ndarray] | None = None
 
     def suggestions(self, text: str):
         return self.pipeline.suggest(self.pipeline.make_query(text, self.cfg.pool)) if text.strip() else []
@@ -143,7 +154,9 @@ class _Session:
         if not ids:
             return []
         cfg, intent = self.w.cfg, self.intent
-        r = self.policy.rank(_scores(scores), cfg.k, self.nrng)
+        ranked_by = _scores(scores) if self.w.search_value is None else \
+            np.asarray(self.w.search_value(query, self.user_id, ids, scores), dtype=np.float64)  # (n,)
+        r = self.policy.rank(ranked_by, cfg.k, self.nrng)
         shown = [ids[i] for i in r.order.tolist()]
         clicks = self._clicks([(p,) for p in shown], 1.0)
         carts, revenue, margin = [], 0.0, 0.0
