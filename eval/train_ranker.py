@@ -155,7 +155,7 @@ def train_ranker(data, train_logs: Path, out: Path, test_logs: Path | None = Non
     visits = [e for e in events if isinstance(e, Visit)]
     cut = int(0.3 * len(impressions))
     store = InMemoryFeatureStore(with_business(data, seed=manifest["seed"]), impressions[:cut])
-    ts = training_set(impressions[cut:] + visits, store)
+    ts = training_set(impressions[cut:] + visits, store, data.orders)
     # Clicks depend on where an item was shown; the position is a training-only input, set to the
     # top at inference, so the towers learn relevance rather than position (Guo et al., PAL 2019).
     raw_X = model_inputs(ts.X, ts.group, ts.position)
@@ -163,7 +163,7 @@ def train_ranker(data, train_logs: Path, out: Path, test_logs: Path | None = Non
     X = (raw_X - mean) / std
     calib_from = np.quantile(ts.group, 0.85)
     train_rows, calib_rows = np.flatnonzero(ts.group < calib_from), np.flatnonzero(ts.group >= calib_from)
-    test = training_set(_events(test_logs), store) if test_logs is not None else None
+    test = training_set(_events(test_logs), store, data.orders) if test_logs is not None else None
     if test is not None:
         # Ranking: every item as if shown at the top. Calibration: at the position it really had.
         test_top = (model_inputs(test.X, test.group, np.zeros(len(test), np.int16)) - mean) / std

@@ -8,15 +8,17 @@
 
 from __future__ import annotations
 
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from typing import Iterable
 
 import numpy as np
 
-from ranking.features import FEATURES, FeatureStore, RankCandidate, RankQuery, featurize
+from ranking.features import FEATURES, FeatureStore, RankCandidate, RankQuery, UserStats, featurize
 from suggest.events import Impression, Visit
+from suggest.types import Order
 
-__all__ = ["TASKS", "TrainingSet", "training_set"]
+__all__ = ["TASKS", "TrainingSet", "training_set", "AsOfStore", "visit_number"]
 
 TASKS = ("relevance", "purchase", "margin", "churn")
 
@@ -35,12 +37,75 @@ class TrainingSet:
         return len(self.X)
 
 
+def visit_number(session_id: str) -> int | None:
+    """Which of the user's orders a simulated session replays (ids <seed>.<shard>.<chain>.<visit>.<item>)."""
+    parts = session_id.split(".")
+    return int(parts[3]) if len(parts) == 5 and parts[3].isdigit() else None
+
+
+class AsOfStore:
+    """A feature store that sees a user as they were when a visit began: the orders before it only.
+
+    A static store holds every order a user ever placed, the replayed one included, so "bought
+    before" would say yes to exactly the product the session is about to buy: a label leak that
+    inflates offline metrics. Features are taken as of the visit instead; everything but `user`
+    is the wrapped store's.
+    """
+
+    def __init__(self, store: FeatureStore, orders: Iterable[Order]):
+        self.store = store
+        self._orders: dict[int, list[Order]] = defaultdict(list)
+        for o in orders:
+            self._orders[o.user_id].append(o)
+        self._cache: dict[tuple[int, int], UserStats | None] = {}
+        self._current: tuple[int, UserStats | None] | None = None
+
+    def as_of(self, user_id: int, visit: int) -> UserStats | None:
+        key = (user_id, visit)
+        if key not in self._cache:
+            history = self._orders.get(user_id, [])[:visit]
+            if not history:
+                self._cache[key] = None
+            else:
+                flags = [r for o in history for r in o.reordered if r is not None]
+                aisles, brands = Counter(), Counter()
+                for o in history:
+                    for pid in o.product_ids:
+                        aisle, brand, _, _ = self.store.product(pid)
+                        aisles[aisle] += 1
+                        if brand:
+                            brands[brand] += 1
+                here = self._orders[user_id][visit] if visit < len(self._orders[user_id]) else None
+                self._cache[key] = UserStats(len(history), here.days_since_prior if here else None,
+                                             sum(flags) / len(flags) if flags else 0.0, aisles, brands,
+                                             frozenset(p for o in history for p in o.product_ids))
+        return self._cache[key]
+
+    def visiting(self, user_id: int | None, session_id: str) -> None:
+        """The next featurised rows belong to this session (None: the static store's view)."""
+        visit = visit_number(session_id)
+        self._current = None if user_id is None or visit is None else (user_id, self.as_of(user_id, visit))
+
+    def user(self, user_id):
+        if self._current is not None and self._current[0] == user_id:
+            return self._current[1]
+        return self.store.user(user_id)
+
+    def __getattr__(self, name):
+        return getattr(self.store, name)
+
+
 def _visit_of(session_id: str) -> str:
     return session_id.rsplit(".", 1)[0]  # simulator ids: <visit id>.<item index>
 
 
-def training_set(events: Iterable[Impression | Visit], store: FeatureStore) -> TrainingSet:
-    """Rows for every shown item of every impression; visits supply the churn labels."""
+def training_set(events: Iterable[Impression | Visit], store: FeatureStore,
+                 orders: Iterable[Order] | None = None) -> TrainingSet:
+    """Rows for every shown item of every impression; visits supply the churn labels.
+
+    With `orders` (the users' real orders the sessions replay) user features are taken as of each
+    visit (AsOfStore), never from the visit itself or later."""
+    as_of = AsOfStore(store, orders) if orders is not None else None
     impressions, returned = [], {}
     for e in events:
         if isinstance(e, Visit):
@@ -53,7 +118,9 @@ def training_set(events: Iterable[Impression | Visit], store: FeatureStore) -> T
     for g, imp in enumerate(impressions):
         query = RankQuery(imp.query, imp.surface, imp.user_id)
         cands = [RankCandidate(i.item, i.product_ids, i.score or 0.0, i.sources) for i in imp.items]
-        X.append(featurize(query, cands, store))
+        if as_of is not None:
+            as_of.visiting(imp.user_id, imp.session_id)
+        X.append(featurize(query, cands, as_of or store))
         back = returned.get(_visit_of(imp.session_id))
         for item in imp.items:
             bought = any(p in imp.add_to_carts for p in item.product_ids)

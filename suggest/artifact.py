@@ -6,6 +6,7 @@
       prefix/ infix/ typo/ zero/   one folder per candidate source
       vector/           embedding recall, when built with an encoder (manifest "encoder" says which)
       lexical/          BM25 product retrieval for search
+      catalog.json      product names and brands, sponsored campaigns: what responses and the policy layer show
 """
 
 from __future__ import annotations
@@ -30,12 +31,37 @@ from indexes.vector import Embed, VectorSource
 from indexes.zero import ZeroPrefixSource
 from suggest.errors import ArtifactError
 from suggest.loaders import sha256_file
-from suggest.types import Dataset
+from suggest.types import Campaign, Dataset
 
-__all__ = ["Artifact", "build_artifact", "load_artifact", "FORMAT_VERSION", "SOURCES"]
+__all__ = ["Artifact", "ArtifactCatalog", "build_artifact", "load_artifact", "FORMAT_VERSION", "SOURCES"]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: catalog.json
 SOURCES: tuple[type, ...] = (PrefixSource, InfixSource, TypoSource, ZeroPrefixSource)
+
+
+@dataclass(frozen=True)
+class ArtifactCatalog:
+    """What the response and the policy layer need to know about products, keyed by product id."""
+
+    names: dict[int, str]
+    brands: dict[int, str | None]
+    campaigns: tuple[Campaign, ...] = ()
+
+    @classmethod
+    def from_dataset(cls, data: Dataset) -> "ArtifactCatalog":
+        products = data.catalog.products
+        return cls({p.product_id: p.name for p in products}, {p.product_id: p.brand for p in products},
+                   tuple(data.campaigns))
+
+    def to_json(self) -> dict:
+        return {"products": [[pid, name, self.brands.get(pid)] for pid, name in self.names.items()],
+                "campaigns": [[c.campaign_id, c.brand, c.bid, c.budget] for c in self.campaigns]}
+
+    @classmethod
+    def from_json(cls, doc: dict) -> "ArtifactCatalog":
+        return cls({int(pid): name for pid, name, _ in doc["products"]},
+                   {int(pid): brand for pid, _, brand in doc["products"]},
+                   tuple(Campaign(str(i), str(b), float(bid), float(budget)) for i, b, bid, budget in doc["campaigns"]))
 
 
 @dataclass(frozen=True)
@@ -45,6 +71,7 @@ class Artifact:
     table: PhraseTable
     sources: tuple[CandidateSource, ...]
     lexical: LexicalIndex | None = None  # product retrieval for search; load_artifact always sets it
+    catalog: ArtifactCatalog | None = None  # load_artifact always sets it
 
     @property
     def id(self) -> str:
@@ -87,6 +114,7 @@ def build_artifact(data: Dataset, out: Path | str, progress: bool = True, embed:
         lexical = LexicalIndex.build(data)
         lexical.save(tmp / lexical.name)
         counts[lexical.name] = len(lexical)
+        (tmp / "catalog.json").write_text(json.dumps(ArtifactCatalog.from_dataset(data).to_json()))
         steps.update()
         files = _file_checksums(tmp)
         manifest = {
@@ -157,9 +185,10 @@ def load_artifact(path: Path | str, verify: bool = True, embed: Embed | None = N
         sources = tuple(VectorSource.load(path / name, table, embed) if name == "vector"
                         else by_name[name].load(path / name, table) for name in manifest["sources"])
         lexical = LexicalIndex.load(path / LexicalIndex.name)
-    except (OSError, ValueError, KeyError) as e:
+        catalog = ArtifactCatalog.from_json(json.loads((path / "catalog.json").read_text()))
+    except (OSError, ValueError, KeyError, TypeError) as e:
         raise ArtifactError(f"{path} cannot be loaded ({type(e).__name__}: {e}); rebuild the artifact") from None
-    return Artifact(path, manifest, table, sources, lexical)
+    return Artifact(path, manifest, table, sources, lexical, catalog)
 
 
 def _load_encoder(encoder: dict | None) -> Embed:

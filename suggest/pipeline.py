@@ -12,7 +12,10 @@ import numpy as np
 
 from indexes.base import CandidateSource
 from indexes.phrases import SHOWN_PRODUCTS, PhraseTable
+from ranking.rules import Rules
 from suggest.errors import InvalidQuery
+from suggest.policy import DEFAULT_POLICY, PolicyLayer, SurfacePolicy
+from suggest.search import SearchPipeline
 from suggest.text import has_control_chars, normalize
 from suggest.types import Candidate, ContextFilter, Query, Suggestion
 
@@ -61,8 +64,13 @@ def _merge(candidates: list[Candidate]) -> list[Merged]:
 class Pipeline:
     def __init__(self, table: PhraseTable, sources: Sequence[CandidateSource], artifact_id: str = "",
                  departments: dict[int, str] | None = None, aisles: dict[int, str] | None = None,
-                 stores: Sequence[str] = (), scorer: Scorer = prior_scorer, cache_size: int = 0):
+                 stores: Sequence[str] = (), scorer: Scorer = prior_scorer, cache_size: int = 0,
+                 policy: PolicyLayer | None = None):
         self.table, self.sources, self.artifact_id, self.scorer = table, tuple(sources), artifact_id, scorer
+        # The policy layer (constraints, rules, exploration); None: top-k by score, as fast as it gets.
+        self.policy = policy
+        self._explores = policy is not None and policy.policies["suggest"].exploration is not None
+        self.search: SearchPipeline | None = None  # set by from_artifact: the other surface
         # Anonymous answers depend only on (text, k, context, hour), and shoppers type the same
         # short prefixes all day: an LRU of them saves the head of the traffic. Personal ones bypass it.
         self._cached = lru_cache(maxsize=cache_size)(self._compute) if cache_size > 0 else None
@@ -74,11 +82,19 @@ class Pipeline:
         self._aisle_by_name = {normalize(v): k for k, v in self.aisles.items()}
 
     @classmethod
-    def from_artifact(cls, artifact, scorer: Scorer = prior_scorer, cache_size: int = 0) -> "Pipeline":
-        m = artifact.manifest
-        return cls(artifact.table, artifact.sources, artifact.id,
-                   {int(k): v for k, v in m["departments"].items()}, {int(k): v for k, v in m["aisles"].items()},
-                   m["stores"], scorer, cache_size)
+    def from_artifact(cls, artifact, scorer: Scorer = prior_scorer, cache_size: int = 0,
+                      policies: dict[str, SurfacePolicy] | None = None, rules: Rules | None = None) -> "Pipeline":
+        """Both surfaces over one artifact, sharing the scorer and one policy layer (and its budgets)."""
+        m, table = artifact.manifest, artifact.table
+        layer = PolicyLayer(policies or DEFAULT_POLICY, dict(zip(table.product_ids.tolist(), table.product_aisle.tolist())),
+                            artifact.catalog.brands, artifact.catalog.campaigns,
+                            {s: frozenset(table.product_ids[~ok].tolist()) for s, ok in table.stores.items()}, rules)
+        trivial = policies is None and rules is None and not artifact.catalog.campaigns
+        pipeline = cls(table, artifact.sources, artifact.id,
+                       {int(k): v for k, v in m["departments"].items()}, {int(k): v for k, v in m["aisles"].items()},
+                       m["stores"], scorer, cache_size, None if trivial else layer)
+        pipeline.search = SearchPipeline(artifact, scorer if hasattr(scorer, "score") else None, layer)
+        return pipeline
 
     def make_query(self, text: str | None = "", k: int = 10, user_id: int | None = None,
                    department: str | int | None = None, aisle: str | int | None = None,
@@ -115,15 +131,17 @@ class Pipeline:
             return by_name[normalize(value)]
         raise InvalidQuery(field, f"unknown {field} {value!r}")
 
-    def suggest(self, query: Query, explain: bool = False) -> list[Suggestion]:
-        """Top-k suggestions; with `explain`, each says why it ranked where it did (never cached)."""
+    def suggest(self, query: Query, explain: bool = False, request_id: str = "") -> list[Suggestion]:
+        """Top-k suggestions; with `explain`, each says why it ranked where it did (never cached).
+
+        `request_id` seeds exploration and lets a later click on a sponsored slot be charged."""
         text = normalize(query.text)
         if text and query.text[-1].isspace():
             text += " "  # a finished word: "pan " means "pan di stelle", not "pancakes"
         hour = query.hour if query.hour is not None else time.localtime().tm_hour
-        if self._cached is not None and query.user_id is None and not explain:
+        if self._cached is not None and query.user_id is None and not explain and not self._explores:
             return list(self._cached(text, query.k, query.context, None, hour if not text else None))
-        return list(self._compute(text, query.k, query.context, query.user_id, hour, explain))
+        return list(self._compute(text, query.k, query.context, query.user_id, hour, explain, request_id))
 
     def observe(self, record) -> None:
         """Feed one durable event (suggest.events) to every component that learns from events."""
@@ -131,6 +149,8 @@ class Pipeline:
             observe = getattr(source, "observe", None)
             if observe is not None:
                 observe(record)  # sources change only personal answers, which the cache never holds
+        if self.search is not None:
+            self.search.policy.observe(record)   # sponsored clicks spend campaign budgets
         observe = getattr(self.scorer, "observe", None)
         if observe is not None:
             observe(record)
@@ -145,7 +165,7 @@ class Pipeline:
         return self._cached.cache_info() if self._cached is not None else None
 
     def _compute(self, text: str, k: int, context: ContextFilter, user_id: int | None,
-                 hour: int | None, explain: bool = False) -> tuple[Suggestion, ...]:
+                 hour: int | None, explain: bool = False, request_id: str = "") -> tuple[Suggestion, ...]:
         query = Query(text, k, user_id, context, hour)
         masks = self.table.masks(context)
         phrase_mask, product_mask = masks if masks else (None, None)
@@ -159,21 +179,34 @@ class Pipeline:
         if not merged:
             return ()
         scored = self.scorer.score_merged(query, self.table, merged) if hasattr(self.scorer, "score_merged") else None
-        scores = (scored.value if scored is not None else self.scorer(query, self.table, merged)).tolist()
-        out: list[Suggestion] = []
-        rows: list[int] = []
+        values = scored.value if scored is not None else np.asarray(self.scorer(query, self.table, merged))
+        scores = values.tolist()
+        keep: list[int] = []
+        products: dict[int, list[int]] = {}
         shown: set[int] = set()
         for i in sorted(range(len(merged)), key=lambda i: (-scores[i], merged[i].phrase_id)):
-            m = merged[i]
-            products = self.table.products_for(m.phrase_id, PRODUCTS_PER_SUGGESTION, product_mask)
-            if products and shown.issuperset(products):
+            found = self.table.products_for(merged[i].phrase_id, PRODUCTS_PER_SUGGESTION, product_mask)
+            if found and shown.issuperset(found):
                 continue  # leads only to products already on the list: it would waste a slot
-            shown.update(products)
-            out.append(Suggestion(self.table.texts[m.phrase_id], round(scores[i], 6), m.sources, m.highlight,
-                                  tuple(products)))
-            rows.append(i)
-            if len(out) == k:
+            shown.update(found)
+            keep.append(i)
+            products[i] = found
+            if self.policy is None and len(keep) == k:
                 break
+        if self.policy is None:
+            rows, sponsored, props = keep, [False] * len(keep), [1.0] * len(keep)
+        else:
+            relevance = scored.tasks["relevance"][keep] if scored is not None else np.clip(values[keep], 0, 1)
+            ads = scored.contributions.get("ads") if scored is not None else None
+            arranged = self.policy.arrange("suggest", [self.table.texts[merged[i].phrase_id] for i in keep],
+                                           values[keep], relevance, [tuple(products[i]) for i in keep], k,
+                                           context.store, ads[keep] if ads is not None else None, request_id)
+            rows = [keep[j] for j in arranged.order]
+            sponsored, props = arranged.sponsored, arranged.propensities
+            products.update({keep[j]: list(p) for j, p in zip(arranged.order, arranged.product_ids)})
+        out = [Suggestion(self.table.texts[merged[i].phrase_id], round(scores[i], 6), merged[i].sources,
+                          merged[i].highlight, tuple(products[i]), sponsored=sp, propensity=pr)
+               for i, sp, pr in zip(rows, sponsored, props)]
         if explain:
             why = (self.scorer.explain(scored, rows) if scored is not None else
                    [{"value": s.score, "scorer": "popularity prior"} for s in out])

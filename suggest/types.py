@@ -121,4 +121,6 @@ class Suggestion:
     highlight: tuple[tuple[int, int], ...]
     product_ids: tuple[int, ...]
     explanation: dict | None = None  # per-task scores, contributions, attributions (explain=true)
+    sponsored: bool = False
+    propensity: float = 1.0          # P(this suggestion at this position) under the serving policy
 

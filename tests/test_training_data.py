@@ -35,3 +35,25 @@ def test_labels_and_masks(store):
     assert ts.group.tolist() == [0, 0, 1, 1, 2] and ts.position.tolist() == [0, 1, 0, 1, 0]
     assert ts.prior.tolist() == pytest.approx([0.5, 0.1, 0.4, 0.2, 0.0])
     assert training_set([], store).X.shape == (0, len(FEATURES))
+
+
+def test_user_features_are_taken_as_of_the_visit_so_the_bought_product_does_not_leak():
+    data = with_business(make_demo_world(seed=4, n_users=30, variants=4), seed=1)
+    store = InMemoryFeatureStore(data)
+    by_user = {}
+    for o in data.orders:
+        by_user.setdefault(o.user_id, []).append(o)
+    # A user's product first bought in their visit v (not before): the session replaying v buys it.
+    user, visit, new = next((u, v, p) for u, orders in sorted(by_user.items()) for v in range(1, len(orders))
+                            for p in orders[v].product_ids
+                            if all(p not in o.product_ids for o in orders[:v]))
+    shown = (ShownItem(0, f"product:{new}", (new,), 1.0, score=0.3),)
+    imp = Impression("r", f"0.0.1.{visit}.0", user, "search", "x", 0, "greedy", 1.0, shown, clicks=(0,),
+                     add_to_carts=(new,))
+    bought = FEATURES.index("bought_before")
+    assert training_set([imp], store).X[0, bought] == 1.0                 # the static store leaks the label
+    as_of = training_set([imp], store, data.orders)
+    assert as_of.X[0, bought] == 0.0                                      # as of the visit: not bought yet
+    assert as_of.X[0, FEATURES.index("log_orders")] == pytest.approx(np.log1p(visit))
+    first = Impression("r", f"0.0.1.0.0", user, "search", "x", 0, "greedy", 1.0, shown)
+    assert training_set([first], store, data.orders).X[0, FEATURES.index("known_user")] == 0.0  # no history yet
