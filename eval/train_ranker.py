@@ -154,7 +154,14 @@ def train_ranker(data, train_logs: Path, out: Path, test_logs: Path | None = Non
     impressions = [e for e in events if isinstance(e, Impression)]
     visits = [e for e in events if isinstance(e, Visit)]
     cut = int(0.3 * len(impressions))
-    store = InMemoryFeatureStore(with_business(data, seed=manifest["seed"]), impressions[:cut])
+    world_seed = manifest.get("world_seed", manifest["seed"])  # logs written before world_seed: one seed
+    if test_logs is not None:
+        test_manifest = json.loads((test_logs / "manifest.json").read_text())
+        if test_manifest.get("world_seed", test_manifest["seed"]) != world_seed:
+            raise ValueError(f"{test_logs} comes from another world (world seed "
+                             f"{test_manifest.get('world_seed', test_manifest['seed'])}, training logs: {world_seed}): "
+                             f"its users are not held out; simulate it with --world-seed {world_seed}")
+    store = InMemoryFeatureStore(with_business(data, seed=world_seed), impressions[:cut])
     ts = training_set(impressions[cut:] + visits, store, data.orders)
     # Clicks depend on where an item was shown; the position is a training-only input, set to the
     # top at inference, so the towers learn relevance rather than position (Guo et al., PAL 2019).

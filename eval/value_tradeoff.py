@@ -35,9 +35,10 @@ from tqdm import tqdm
 
 from eval._data import add_data_arguments, dataset_from_args
 from eval.world.simulate import World, build_world, simulate
-from ranking.features import InMemoryFeatureStore, RankCandidate, RankQuery
 from ranking.feature_store import load_store
+from ranking.features import InMemoryFeatureStore, RankCandidate, RankQuery
 from ranking.objective import Objective, Objectives
+from ranking.training_data import AsOfStore
 from suggest.events import Impression, Visit, read_events
 from suggest.scoring import RankerScorer
 
@@ -67,11 +68,21 @@ def objective_grid(gtv: Sequence[float] = GTV_WEIGHTS, margin: Sequence[float] =
     return arms
 
 
-def search_value(scorer: RankerScorer, k: int) -> Callable[[str, int | None, list[int], np.ndarray], np.ndarray]:
-    """The World.search_value of a scorer: its search objective's value for each product of the list."""
-    def value(query: str, user_id: int | None, ids: list[int], prior: np.ndarray) -> np.ndarray:
+def search_value(scorer: RankerScorer, k: int, orders=None) -> Callable[..., np.ndarray]:
+    """The World.search_value of a scorer: its search objective's value for each product of the list.
+
+    With `orders` (the world's real orders) the shopper's features are taken as of the visit the
+    session replays (ranking.training_data.AsOfStore): the full history would include the very
+    order being replayed, and "bought before" would point at the product about to be bought."""
+    as_of = AsOfStore(scorer.store, orders) if orders is not None else None
+    if as_of is not None:
+        scorer = RankerScorer(scorer.ranker, as_of, scorer.objectives, scorer.arm)
+
+    def value(query: str, user_id: int | None, ids: list[int], prior: np.ndarray, session_id: str = "") -> np.ndarray:
         # As the simulator logs them and the ranker was trained on them (ranking.training_data):
         # product items, the logged (rounded) prior, no sources, the default hour and weekday.
+        if as_of is not None:
+            as_of.visiting(user_id, session_id)
         cands = [RankCandidate(f"product:{pid}", (pid,), round(float(p), 6)) for pid, p in zip(ids, prior)]
         return scorer.score(RankQuery(query, "search", user_id), cands, k).value
     return value
@@ -160,7 +171,7 @@ def value_tradeoff(world: World, scorer: RankerScorer, arms: Mapping[str, Object
             bar.set_postfix_str(name)
             value = None if name == PRIOR else search_value(
                 RankerScorer(scorer.ranker, scorer.store, Objectives({"suggest": suggest, "search": arms[name]})),
-                world.cfg.k)
+                world.cfg.k, world.data.orders)
             with tempfile.TemporaryDirectory(prefix="keystroke-tradeoff-") as tmp:
                 simulate(dataclasses.replace(world, search_value=value), "popularity", sessions, seed=seed,
                          split="test", out=tmp, workers=workers, progress=False)

@@ -7,6 +7,7 @@ Errors are JSON `{"error": str, "field": str | null}` with a 4xx status; the pip
 from __future__ import annotations
 
 import logging
+import secrets
 import threading
 from pathlib import Path
 from typing import Annotated, Any
@@ -23,6 +24,7 @@ from suggest.errors import InvalidQuery, KeystrokeError
 from suggest.event_log import EventLog
 from suggest.events import MAX_EVENTS, AddToCart, Purchase, parse_events
 from suggest.pipeline import MAX_K, MAX_QUERY_CHARS, Pipeline, Scorer, prior_scorer
+from suggest.search import MAX_PAGE, MAX_SEARCH_K
 
 __all__ = ["create_app"]
 
@@ -36,6 +38,8 @@ class SuggestionOut(msgspec.Struct, omit_defaults=True):
     sources: tuple[str, ...]
     highlight: tuple[tuple[int, int], ...]
     product_ids: tuple[int, ...]
+    propensity: float                # P(this item at this position) under the serving policy, for OPE
+    sponsored: bool = False          # only when true
     explanation: dict | None = None  # only with explain=true
 
 
@@ -43,6 +47,30 @@ class SuggestResponse(msgspec.Struct):
     query: str
     artifact: str
     suggestions: list[SuggestionOut]
+    request_id: str = ""             # name it in POST /v1/events (clicks, impressions)
+
+
+class ResultOut(msgspec.Struct, omit_defaults=True):
+    product_id: int
+    name: str
+    score: float
+    sponsored: bool
+    propensity: float
+    explanation: dict | None = None  # only with explain=true
+
+
+class SearchResponse(msgspec.Struct):
+    query: str
+    artifact: str
+    results: list[ResultOut]
+    total: int
+    searched: str                    # what was searched: typos corrected, words relaxed away
+    corrections: list[tuple[str, str]]
+    relaxed: bool                    # True: nothing held every word; results are for `searched`
+    page: int
+    request_id: str
+    policy: str
+    list_propensity: float
 
 
 class ErrorBody(msgspec.Struct):
@@ -102,9 +130,38 @@ def suggest(
 ) -> Response[bytes]:
     pipeline = _pipeline(state)
     query = pipeline.make_query(q, k, user_id, department, aisle, store, hour)
+    request_id = secrets.token_hex(8)
     body = SuggestResponse(q, pipeline.artifact_id, [
-        SuggestionOut(s.text, s.score, s.sources, s.highlight, s.product_ids, s.explanation)
-        for s in pipeline.suggest(query, explain=explain)])
+        SuggestionOut(s.text, s.score, s.sources, s.highlight, s.product_ids, s.propensity, s.sponsored,
+                      s.explanation)
+        for s in pipeline.suggest(query, explain=explain, request_id=request_id)], request_id)
+    return Response(_encode(body), media_type=MediaType.JSON)
+
+
+# Retrieval may embed the query (milliseconds) and the ranker scores a few hundred products: a thread.
+@get("/v1/search", sync_to_thread=True, summary="Ranked products for a submitted query",
+     responses={200: ResponseSpec(SearchResponse, description="one page of products, best first")})
+def search(
+    state: State,
+    q: Annotated[str, Parameter(description=f"the query, up to {MAX_QUERY_CHARS} characters")] = "",
+    k: Annotated[int, Parameter(ge=1, le=MAX_SEARCH_K, description="results per page")] = 20,
+    page: Annotated[int, Parameter(ge=1, le=MAX_PAGE, description="1-based page")] = 1,
+    user_id: Annotated[int | None, Parameter(ge=0, description="shopper id, for personal ranking")] = None,
+    department: Annotated[str | None, Parameter(description="department id or name")] = None,
+    store: Annotated[str | None, Parameter(description="only products in stock at this store")] = None,
+    hour: Annotated[int | None, Parameter(ge=0, le=23, description="local hour")] = None,
+    explain: Annotated[bool, Parameter(description="per result: task scores, contributions, attributions")] = False,
+) -> Response[bytes]:
+    pipeline = _pipeline(state)
+    if len(q) > MAX_QUERY_CHARS:
+        raise InvalidQuery("q", f"at most {MAX_QUERY_CHARS} characters, got {len(q)}")
+    query = pipeline.search.make_query(pipeline, q, k, page, user_id, department, store, hour)
+    request_id = secrets.token_hex(8)
+    answer = pipeline.search.search(query, request_id, explain)
+    body = SearchResponse(q, pipeline.artifact_id, [
+        ResultOut(r.product_id, r.name, r.score, r.sponsored, r.propensity, r.explanation) for r in answer.results],
+        answer.total, answer.searched, [list(c) for c in answer.corrections], answer.relaxed, page, request_id,
+        answer.policy, answer.list_propensity)
     return Response(_encode(body), media_type=MediaType.JSON)
 
 
@@ -213,7 +270,7 @@ def create_app(artifact: Path | str | None = None, pipeline: Pipeline | None = N
             events_log.close()
 
     return Litestar(
-        route_handlers=[suggest, events, healthz, readyz, demo_page],
+        route_handlers=[suggest, search, events, healthz, readyz, demo_page],
         state=state,
         on_startup=[start_loading],
         on_shutdown=[close_events],

@@ -113,7 +113,9 @@ def cmd_simulate(args) -> int:
     if args.sessions < 1:
         raise SystemExit("keystroke simulate: error: --sessions must be >= 1")
     args.out.mkdir(parents=True, exist_ok=True)
-    world = build_world(_dataset(args), WorldConfig(), seed=args.seed)
+    # The world (business data, who is held out) has its own seed: logs of training and held-out
+    # users must come from one world, or the test users are not held out and prices differ.
+    world = build_world(_dataset(args), WorldConfig(), seed=args.world_seed)
     summary = simulate(world, args.policy, args.sessions, seed=args.seed, split=args.split, out=args.out,
                        workers=args.workers)
     print(json.dumps({k: v for k, v in summary.items() if k != "purchase_aisles"}, indent=2))
@@ -181,7 +183,8 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--sessions", type=int, required=True)
     m.add_argument("--policy", default="plackett-luce", choices=("popularity", "epsilon-greedy", "plackett-luce", "uniform"))
     m.add_argument("--split", default="train", choices=("train", "test"), help="whose sessions: training or held-out users")
-    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--seed", type=int, default=0, help="seed of the sessions")
+    m.add_argument("--world-seed", type=int, default=0, help="seed of the world: business data and the train/test split")
     m.add_argument("--workers", type=int, default=1, help="parallel seeded shards (one events file each)")
     m.add_argument("--strict", action="store_true")
     m.add_argument("--out", type=Path, required=True, help="log folder (events-*.jsonl.gz, manifest.json)")

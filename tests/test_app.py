@@ -20,7 +20,7 @@ def test_suggest_response_shape(client, pipeline):
     assert body["query"] == "Ban" and body["artifact"] == pipeline.artifact_id
     assert 1 <= len(body["suggestions"]) <= 3
     for s in body["suggestions"]:
-        assert set(s) == {"text", "score", "sources", "highlight", "product_ids"}
+        assert set(s) == {"text", "score", "sources", "highlight", "product_ids", "propensity"}
         assert isinstance(s["score"], float) and s["sources"] and s["product_ids"]
         assert all(len(span) == 2 for span in s["highlight"])
 
@@ -34,7 +34,9 @@ def test_empty_query_gives_zero_prefix_suggestions(client, world):
 
 def test_unknown_parameters_are_ignored(client):
     a = client.get("/v1/suggest", params={"q": "milk", "utm_source": "x"})
-    assert a.status_code == 200 and a.json() == client.get("/v1/suggest", params={"q": "milk"}).json()
+    b = client.get("/v1/suggest", params={"q": "milk"}).json()
+    assert a.status_code == 200 and a.json()["request_id"] != b.pop("request_id")   # one id per response
+    assert {k: v for k, v in a.json().items() if k != "request_id"} == b
 
 
 @pytest.mark.parametrize("kwargs, field, message", BAD_QUERIES)

@@ -58,7 +58,7 @@ def _valued(scorer, weights):
 
 def test_values_decide_the_search_order_and_the_prior_is_still_logged(sim_world, tmp_path):
     _, plain = _run(sim_world, tmp_path / "plain", sessions=150)
-    _, reversed_ = _run(sim_world, tmp_path / "reversed", lambda q, u, ids, prior: -_scores(prior), sessions=150)
+    _, reversed_ = _run(sim_world, tmp_path / "reversed", lambda q, u, ids, prior, sid: -_scores(prior), sessions=150)
     plain, reversed_ = ([e for e in imps if e.surface == "search"] for imps in (plain, reversed_))
     assert all([i.score for i in e.items] == sorted((i.score for i in e.items), reverse=True) for e in plain)
     assert all([i.score for i in e.items] == sorted(i.score for i in e.items) for e in reversed_)
@@ -69,7 +69,7 @@ def test_values_decide_the_search_order_and_the_prior_is_still_logged(sim_world,
 def test_the_log_prior_as_a_hook_reproduces_the_world_byte_for_byte(sim_world, tmp_path, policy):
     # The hook feeds the policy exactly what it ranked by before: same draws, same bytes.
     plain, _ = _run(sim_world, tmp_path / "plain", policy=policy, sessions=150)
-    hooked, _ = _run(sim_world, tmp_path / "hooked", lambda q, u, ids, prior: _scores(prior), policy=policy,
+    hooked, _ = _run(sim_world, tmp_path / "hooked", lambda q, u, ids, prior, sid: _scores(prior), policy=policy,
                      sessions=150)
     assert plain == hooked
 

@@ -68,9 +68,10 @@ class World:
     split: Split
     pipeline: Pipeline       # built from the training split only
     intents: IntentModel
-    # (query, user_id, product ids, (n,) prior) -> (n,) finite values the search policy ranks by;
-    # None: the log prior, as before
-    search_value: Callable[[str, int | None, list[int], np.ndarray], np.ndarray] | None = None
+    # (query, user_id, product ids, (n,) prior, session id) -> (n,) finite values the search policy
+    # ranks by; None: the log prior, as before
+    search_value: Callable[[str, int | None, list[int], np.ndarray, str], np.ndarray] | None = None
+    seed: int = 0            # of the business data and the split: train and test logs must share it
 
     def suggestions(self, text: str):
         return self.pipeline.suggest(self.pipeline.make_query(text, self.cfg.pool)) if text.strip() else []
@@ -98,7 +99,8 @@ def build_world(data: Dataset, cfg: WorldConfig = WorldConfig(), seed: int = 0, 
     split = split_dataset(data, seed=seed)
     with tempfile.TemporaryDirectory(prefix="keystroke-world-") as tmp:
         artifact = load_artifact(build_artifact(split.train, Path(tmp) / "world", progress=progress))
-    return World(data, cfg, split, Pipeline.from_artifact(artifact, cache_size=200_000), IntentModel(data.catalog, cfg))
+    return World(data, cfg, split, Pipeline.from_artifact(artifact, cache_size=200_000), IntentModel(data.catalog, cfg),
+                 seed=seed)
 
 
 def _propensities(values: np.ndarray) -> list[float | None]:
@@ -155,7 +157,7 @@ class _Session:
             return []
         cfg, intent = self.w.cfg, self.intent
         ranked_by = _scores(scores) if self.w.search_value is None else \
-            np.asarray(self.w.search_value(query, self.user_id, ids, scores), dtype=np.float64)  # (n,)
+            np.asarray(self.w.search_value(query, self.user_id, ids, scores, self.sid), dtype=np.float64)  # (n,)
         r = self.policy.rank(ranked_by, cfg.k, self.nrng)
         shown = [ids[i] for i in r.order.tolist()]
         clicks = self._clicks([(p,) for p in shown], 1.0)
@@ -348,7 +350,7 @@ def simulate(world: World, policy_name: str, sessions: int, seed: int = 0, split
     summary = total.summary()
     if out:  # timing has its own file: manifest.json and the events are reproducible byte for byte
         manifest = {"schema_version": SCHEMA_VERSION, "policy": make_policy(policy_name).name,
-                    "policy_name": policy_name, "sessions": sessions, "workers": workers, "seed": seed,
+                    "policy_name": policy_name, "sessions": sessions, "workers": workers, "seed": seed, "world_seed": world.seed,
                     "split": split, "data": world.data.name, "artifact": world.pipeline.artifact_id,
                     "config": world.cfg.to_dict(), "summary": summary}
         (out / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
