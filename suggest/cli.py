@@ -52,7 +52,9 @@ def cmd_serve(args) -> int:
 
     from suggest.app import create_app
     from suggest.artifact import load_artifact
+    from ranking.rules import load_rules
     from suggest.pipeline import Pipeline, prior_scorer
+    from suggest.policy import load_policy
 
     # Loaded (and verified) once, before binding the port: a bad artifact is refused at start.
     scorer = prior_scorer
@@ -60,8 +62,10 @@ def cmd_serve(args) -> int:
         from suggest.scoring import load_scorer
 
         scorer = load_scorer(args.ranker, args.objectives, args.arm, args.redis_url)
+    policies = load_policy(args.policy) if args.policy else None
+    rules = load_rules(args.rules) if args.rules else None
     pipeline = Pipeline.from_artifact(load_artifact(args.artifact, adapter=args.adapter), scorer=scorer,
-                                      cache_size=args.cache_size)
+                                      cache_size=args.cache_size, policies=policies, rules=rules)
     loop, http = ("uvloop", "httptools") if sys.platform != "win32" else ("auto", "auto")
     uvicorn.run(create_app(pipeline=pipeline, events_dir=args.events_dir), host=args.host, port=args.port, loop=loop, http=http,
                 access_log=False, log_level=args.log_level)
@@ -158,6 +162,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--ranker", type=Path, help="order suggestions with this trained ranker (keystroke train-ranker)")
     s.add_argument("--objectives", type=Path, help="TOML file of objective weights per surface and arm")
     s.add_argument("--arm", help="the experiment arm of the objectives file this replica serves")
+    s.add_argument("--policy", type=Path, help="TOML file of constraints and exploration per surface")
+    s.add_argument("--rules", type=Path, help="TOML file of merchandising rules: pins, boosts, blocks")
     s.add_argument("--redis-url", help="read features from this Redis (keystroke publish-features) "
                                        "instead of the ranker's snapshot")
     s.set_defaults(func=cmd_serve)
