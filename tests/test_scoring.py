@@ -91,3 +91,22 @@ def test_a_missing_ranker_is_refused_with_its_path(tmp_path):
     from suggest.errors import ArtifactError
     with pytest.raises(ArtifactError, match=str(tmp_path)):
         load_scorer(tmp_path)
+
+
+def test_explain_over_http_on_search(artifact, ranker_dir):
+    app = create_app(pipeline=Pipeline.from_artifact(artifact, scorer=load_scorer(ranker_dir)))
+    with TestClient(app) as client:
+        body = client.get("/v1/search", params={"q": "milk", "k": 4, "explain": "true"}).json()
+        assert len(body["results"]) == 4
+        for r in body["results"]:
+            e = r["explanation"]
+            assert set(e["tasks"]) == TASKS and e["value"] == pytest.approx(r["score"], abs=1e-5)
+            assert sum(e["contributions"].values()) == pytest.approx(e["value"], abs=1e-5)
+            assert all(a["feature"] in FEATURES for a in e["attributions"]["purchase"])
+        plain = client.get("/v1/search", params={"q": "milk", "k": 4}).json()["results"]
+        assert all("explanation" not in r for r in plain)
+        # the ranker, not the retrieval rank, orders the page
+        unranked = TestClient(create_app(pipeline=Pipeline.from_artifact(artifact)))
+        with unranked as other:
+            assert [r["product_id"] for r in other.get("/v1/search", params={"q": "milk", "k": 10}).json()["results"]] \
+                != [r["product_id"] for r in client.get("/v1/search", params={"q": "milk", "k": 10}).json()["results"]]
