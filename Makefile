@@ -7,8 +7,10 @@ DATA ?=
 ENCODER ?= --vector        # embedding recall with the base encoder; ENCODER="--adapter NAME" or ENCODER= for none
 HOST ?= 127.0.0.1
 PORT ?= 8000
+RANKER ?= artifacts/demo-ranker   # RANKER= serves the popularity prior instead
+LOGS ?= logs/demo-sim
 
-.PHONY: install demo build serve test bench eval clean
+.PHONY: install demo build ranker serve test bench eval clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,10 +23,16 @@ install: $(VENV)/.installed
 build: install
 	$(VENV)/bin/keystroke build $(if $(DATA),--data $(DATA),--demo) $(ENCODER) --out $(ARTIFACT)
 
-serve: install
-	$(VENV)/bin/keystroke serve --artifact $(ARTIFACT) --host $(HOST) --port $(PORT)
+# Simulated shoppers on the same data give the logs the multi-task ranker learns from (~1 min on the demo).
+ranker: install
+	rm -rf $(LOGS)
+	$(VENV)/bin/keystroke simulate $(if $(DATA),--data $(DATA),--demo) --sessions 2000 --out $(LOGS)
+	$(VENV)/bin/keystroke train-ranker $(if $(DATA),--data $(DATA),--demo) --logs $(LOGS) --out $(RANKER) --epochs 6
 
-demo: build serve
+serve: install
+	$(VENV)/bin/keystroke serve --artifact $(ARTIFACT) $(if $(strip $(RANKER)),--ranker $(RANKER)) --host $(HOST) --port $(PORT)
+
+demo: build $(if $(strip $(RANKER)),ranker) serve
 
 test: install
 	$(PY) -m pytest -q

@@ -19,8 +19,9 @@ def _dataset(args):
     from suggest.loaders import load_data
 
     if args.data:
-        return load_data(args.data, strict=args.strict)
-    return make_demo_world(seed=args.seed)
+        return load_data(args.data, strict=getattr(args, "strict", False))
+    # build and export-demo choose the demo world's seed; elsewhere --seed seeds something else
+    return make_demo_world(seed=args.demo_seed) if hasattr(args, "demo_seed") else make_demo_world()
 
 
 def _encoder(args) -> tuple:
@@ -140,7 +141,7 @@ def _parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("build", help="build an index artifact")
     add_data_arguments(b)
-    b.add_argument("--seed", type=int, default=7, help="demo world seed")
+    b.add_argument("--seed", dest="demo_seed", type=int, default=7, help="demo world seed")
     b.add_argument("--strict", action="store_true", help="reject malformed rows instead of skipping them")
     b.add_argument("--out", type=Path, required=True)
     b.add_argument("--quiet", action="store_true")
