@@ -22,7 +22,7 @@ from litestar.params import Body, Parameter
 from suggest.artifact import load_artifact
 from suggest.errors import InvalidQuery, KeystrokeError
 from suggest.event_log import EventLog
-from suggest.events import MAX_EVENTS, AddToCart, Purchase, parse_events
+from suggest.events import MAX_EVENTS, AddToCart, Impression, Purchase, parse_events
 from suggest.pipeline import MAX_K, MAX_QUERY_CHARS, Pipeline, Scorer, prior_scorer
 from suggest.search import MAX_PAGE, MAX_SEARCH_K
 
@@ -166,7 +166,10 @@ def search(
 
 
 MAX_EVENTS_BODY = 4 << 20              # bytes of one POST /v1/events body
-_LEARNED_FROM = (AddToCart, Purchase)  # events that change personalisation as soon as they are durable
+# Every durable event is observed live: purchases change personalisation, impressions the ranker's
+# click-through counts, clicks on sponsored slots spend budgets. A restart replays what it can:
+# a click's charge needs the response it names, which is not kept across restarts.
+_REPLAYED = (AddToCart, Purchase, Impression)
 
 
 class EventsAccepted(msgspec.Struct):
@@ -203,11 +206,10 @@ def events(state: State, data: Annotated[Any, Body(
         raise HTTPException(status_code=503, detail="events could not be stored; retry later") from None
     pipeline = state.pipeline
     for record in records:
-        if isinstance(record, _LEARNED_FROM):
-            try:
-                pipeline.observe(record)
-            except Exception:  # the event is durable: failing to learn from it must not ask for a retry
-                log.exception("observing a %s failed", record.type)
+        try:
+            pipeline.observe(record)
+        except Exception:  # the event is durable: failing to learn from it must not ask for a retry
+            log.exception("observing a %s failed", record.type)
     return Response(EventsAccepted(accepted))
 
 
@@ -215,7 +217,7 @@ def _replay(events_log: EventLog, pipeline: Pipeline) -> Pipeline:
     """Personalisation from the events logged before this start, oldest first."""
     n = 0
     for record in events_log.records():
-        if isinstance(record, _LEARNED_FROM):
+        if isinstance(record, _REPLAYED):
             pipeline.observe(record)
             n += 1
     log.info("replayed %d events from %s", n, events_log.directory)

@@ -164,3 +164,17 @@ def test_bad_policy_files_name_the_file_and_setting(tmp_path, text, message):
     with pytest.raises(ValueError, match=message) as e:
         load_policy(path)
     assert str(path) in str(e.value)
+
+
+def test_a_posted_click_on_a_sponsored_result_spends_its_budget(business, tmp_path):
+    data, artifact = business
+    policy = load_policy(_write(tmp_path, "policy.toml", "[search]\nmax_sponsored = 1\nsponsored_positions = [0]\n"
+                                                          "ads_weight = 1000.0\n"))
+    pipeline = Pipeline.from_artifact(artifact, policies=policy)
+    with TestClient(create_app(pipeline=pipeline, events_dir=tmp_path / "events")) as client:
+        body = client.get("/v1/search", params={"q": _sponsorable_query(data), "k": 5}).json()
+        assert body["results"][0]["sponsored"]
+        before = sum(pipeline.search.policy.budget_left().values())
+        click = {"type": "click", "request_id": body["request_id"], "position": 0}
+        assert client.post("/v1/events", json=click).status_code == 200
+        assert sum(pipeline.search.policy.budget_left().values()) < before
