@@ -99,12 +99,14 @@ def _evaluate(top: dict[str, np.ndarray], raw: dict[str, np.ndarray], calibrator
     return out
 
 
-def _mlp(X, ts, train_rows, architecture: str, seed: int, epochs: int, tasks=DEFAULT_TASKS, progress=False):
+def _mlp(X, ts, train_rows, architecture: str, seed: int, epochs: int, tasks=DEFAULT_TASKS, progress=False,
+         listwise: float = 0.0):
     model = MultiTaskRanker(RankerConfig(n_features=X.shape[1], architecture=architecture, tasks=tasks, seed=seed))
     names = [t.name for t in tasks]
+    ranked = {t: listwise for _, t, _ in SURFACES if t in names} if listwise else None
     history = fit(model, X[train_rows], {t: ts.labels[t][train_rows] for t in names},
                   {t: ts.masks[t][train_rows] for t in names}, epochs=epochs, batch_size=1024, seed=seed,
-                  progress=progress)
+                  progress=progress, group=ts.group[train_rows] if ranked else None, listwise=ranked)
     return model, history
 
 
@@ -143,7 +145,7 @@ def _summary(runs: dict[str, list[dict]]) -> dict:
 
 def train_ranker(data, train_logs: Path, out: Path, test_logs: Path | None = None, architecture: str = "mmoe",
                  epochs: int = 30, seeds: Sequence[int] = (0,), progress: bool = True,
-                 baselines: bool = False) -> dict:
+                 baselines: bool = False, listwise: float = 1.0) -> dict:
     """Train on `train_logs`, save the first seed's ranker into `out`, and report on `test_logs`.
 
     With several seeds every model is trained once per seed and the report gives mean and spread;
@@ -177,10 +179,10 @@ def train_ranker(data, train_logs: Path, out: Path, test_logs: Path | None = Non
         test_at = (model_inputs(test.X, test.group, test.position) - mean) / std
     seeds = list(seeds)
     runs: dict[str, list[dict]] = {}
-    report: dict = {"architecture": architecture, "seeds": seeds, "train_rows": int(len(train_rows)),
+    report: dict = {"architecture": architecture, "seeds": seeds, "listwise": listwise, "train_rows": int(len(train_rows)),
                     "calibration_rows": int(len(calib_rows)), "store_impressions": cut, "logs": str(train_logs)}
     for i, seed in enumerate(seeds):
-        model, history = _mlp(X, ts, train_rows, architecture, seed, epochs, progress=progress)
+        model, history = _mlp(X, ts, train_rows, architecture, seed, epochs, progress=progress, listwise=listwise)
         calibrators, calibration = _calibrate(predict(model, X[calib_rows]), ts, calib_rows)
         if i == 0:
             Ranker(model, mean.astype(np.float32), std.astype(np.float32), calibrators, input_names()).save(out)
@@ -203,7 +205,7 @@ def train_ranker(data, train_logs: Path, out: Path, test_logs: Path | None = Non
             continue
         for spec in DEFAULT_TASKS:
             if spec.kind == "binary":
-                single, _ = _mlp(X, ts, train_rows, "shared_bottom", seed, epochs, tasks=(spec,))
+                single, _ = _mlp(X, ts, train_rows, "shared_bottom", seed, epochs, tasks=(spec,), listwise=listwise)
                 c, _ = _calibrate(predict(single, X[calib_rows]), ts, calib_rows)
                 runs.setdefault(f"single_task/{spec.name}", []).append(
                     _evaluate(predict(single, test_top), predict(single, test_at), c, test))
@@ -236,7 +238,7 @@ def summary_table(report: dict) -> str:
 
 def run(args: argparse.Namespace) -> int:
     report = train_ranker(dataset_from_args(args), args.logs, args.out, args.test_logs, args.architecture,
-                          args.epochs, args.seeds, baselines=args.baselines)
+                          args.epochs, args.seeds, baselines=args.baselines, listwise=args.listwise)
     if "test" in report:
         print(summary_table(report))
     print(f"ranker saved to {args.out}; full report in {args.out / 'report.json'}")

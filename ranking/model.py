@@ -36,6 +36,7 @@ __all__ = [
     "MultiTaskRanker",
     "masked_loss",
     "fit",
+    "listwise_loss",
     "predict",
     "gradient_x_input",
 ]
@@ -256,6 +257,24 @@ def masked_loss(
     return total, per_task
 
 
+def listwise_loss(logits: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor, group: torch.Tensor) -> torch.Tensor:
+    """Softmax cross-entropy of each list's chosen rows against the rest of their list (ListNet top-1).
+
+    A click is a choice among what was shown, so the loss compares an item with its neighbours only;
+    the pointwise loss alone also has to explain which lists get clicked at all. Rows outside the
+    mask take no part; lists without a chosen row add nothing. logits, labels, mask, group: (batch,).
+    """
+    m = mask.to(torch.bool)
+    _, gi = torch.unique(group, return_inverse=True)
+    n_groups = int(gi.max()) + 1 if len(gi) else 0
+    z = torch.where(m, logits, torch.full_like(logits, -1e4))
+    top = torch.full((n_groups,), -1e4, dtype=z.dtype).scatter_reduce(0, gi, z.detach(), "amax")
+    total = torch.zeros(n_groups, dtype=z.dtype).index_add(0, gi, torch.exp(z - top[gi]) * m)
+    lse = torch.log(total.clamp_min(1e-30)) + top
+    chosen = m & (labels > 0.5)
+    return -(z - lse[gi])[chosen].sum() / chosen.sum().clamp(min=1)
+
+
 def _tensors(X: np.ndarray, labels: dict, masks: dict) -> tuple[torch.Tensor, dict, dict]:
     x = torch.as_tensor(np.asarray(X, dtype=np.float32))  # (n, n_features)
     y = {t: torch.as_tensor(np.asarray(v, dtype=np.float32)) for t, v in labels.items()}
@@ -289,21 +308,39 @@ def fit(
     patience: int = 5,
     seed: int = 0,
     progress: bool = False,
+    group: np.ndarray | None = None,
+    listwise: dict[str, float] | None = None,
 ) -> dict[str, list[float] | int]:
     """Adam with early stopping on a held-out split; the model ends with its best weights.
 
     X: (n, n_features); labels and masks: {task: (n,)}. Returns {"train": [...], "val": [...],
     "best_epoch": i} with one mean loss per epoch (val is empty when val_fraction is 0).
+    With `group` ((n,) list id per row) and `listwise` ({binary task: weight}), batches hold whole
+    lists and each named task adds weight * listwise_loss; early stopping watches the pointwise loss,
+    which calibration needs.
     """
     _positive_int("epochs", epochs)
     _positive_int("batch_size", batch_size)
     _positive_int("patience", patience)
     if not 0 <= val_fraction < 1:
         raise ValueError(f"val_fraction: expected a number in [0, 1), got {val_fraction!r}")
+    listwise = dict(listwise or {})
+    if listwise and group is None:
+        raise ValueError("listwise: needs group, the list each row was shown in")
+    unknown = set(listwise) - {t.name for t in model.config.tasks if t.kind == "binary"}
+    if unknown:
+        raise ValueError(f"listwise: not binary tasks of this model: {sorted(unknown)}")
     x, y, m = _tensors(X, labels, masks)
     n = len(x)
     gen = torch.Generator().manual_seed(seed)
-    order = torch.randperm(n, generator=gen)
+    g = torch.as_tensor(np.asarray(group, dtype=np.int64)) if group is not None else None
+    if g is not None and len(g) != n:
+        raise ValueError(f"group: expected {n} rows, got {len(g)}")
+    if g is None:
+        order = torch.randperm(n, generator=gen)
+    else:  # hold out whole lists, so a list's rows are never split between training and validation
+        _, gi = torch.unique(g, return_inverse=True)
+        order = torch.argsort(torch.randperm(int(gi.max()) + 1 if n else 0, generator=gen)[gi], stable=True)
     n_val = int(round(n * val_fraction))
     val_idx, train_idx = order[:n_val], order[n_val:]
     opt = torch.optim.Adam(model.parameters(), lr=lr)
@@ -314,11 +351,18 @@ def fit(
         for epoch in range(epochs):
             model.train()
             perm = train_idx[torch.randperm(len(train_idx), generator=gen)]
+            if g is not None and len(perm):  # whole lists per batch: rows of a list next to each other, lists shuffled
+                _, gi = torch.unique(g[perm], return_inverse=True)
+                perm = perm[torch.argsort(torch.randperm(int(gi.max()) + 1, generator=gen)[gi], stable=True)]
             seen, running = 0, 0.0
             for s in range(0, len(perm), batch_size):
                 b = perm[s:s + batch_size]
-                loss, _ = masked_loss(model(x[b]), {t: v[b] for t, v in y.items()},
+                out = model(x[b])
+                loss, _ = masked_loss(out, {t: v[b] for t, v in y.items()},
                                       {t: v[b] for t, v in m.items()}, model.config)
+                for task, weight in listwise.items():
+                    if task in y:
+                        loss = loss + weight * listwise_loss(out[task], y[task][b], m[task][b], g[b])
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
