@@ -14,7 +14,7 @@ each sampled target becomes a query the way the interaction world's shoppers put
 Metrics at 10, with the purchased product as the one relevant item, and with every product that
 satisfies the intent as relevant (recall capped at 10, binary-gain NDCG): overall, by intent level
 and by whether the typed query holds a typo. Latency p50/p99 per retriever (rrf: both retrievers
-and the fusion). Writes search.json and search.png into OUT.
+and the fusion), one thread each. Writes search.json and search.png into OUT.
 """
 
 from __future__ import annotations
@@ -26,9 +26,11 @@ import random
 import sys
 import time
 from collections import defaultdict
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import faiss
 import numpy as np
 from tqdm import tqdm
 
@@ -44,7 +46,7 @@ from suggest.errors import ArtifactError
 from suggest.text import normalize
 from suggest.types import Dataset
 
-__all__ = ["SearchQuery", "search_queries", "evaluate_search", "compare_retrievers", "main", "RETRIEVERS"]
+__all__ = ["SearchQuery", "search_queries", "evaluate_search", "compare_retrievers", "table", "main", "RETRIEVERS"]
 
 RETRIEVERS = ("bm25", "vector", "rrf")
 K = 10
@@ -143,6 +145,23 @@ def evaluate_search(lexical: LexicalIndex, vector: VectorSource, queries: list[S
             "bm25_relaxed": relaxed, "bm25_corrected": corrected, "bm25_expanded": expanded, "retrievers": report}
 
 
+@contextmanager
+def _one_thread():
+    """Queries come one at a time, and on a shared two-core machine more threads only wait on each
+    other: a base-encoder query took 400 ms on two torch threads and 7 ms on one, faiss 24 ms and 4."""
+    torch = sys.modules.get("torch")
+    saved = faiss.omp_get_max_threads(), torch.get_num_threads() if torch else None
+    faiss.omp_set_num_threads(1)
+    if torch:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(saved[0])
+        if torch:
+            torch.set_num_threads(saved[1])
+
+
 def compare_retrievers(data: Dataset, out: Path, embed: Embed, encoder: dict, max_queries: int = 2000,
                        seed: int = 0, artifact_dir: Path | None = None, progress: bool = False) -> dict:
     """Split, build (or reuse) the training artifact, phrase the held-out purchases, evaluate."""
@@ -159,7 +178,8 @@ def compare_retrievers(data: Dataset, out: Path, embed: Embed, encoder: dict, ma
     lexical = LexicalIndex.build(split.train)
     if not np.array_equal(lexical.product_ids, artifact.table.product_ids):
         raise ArtifactError(f"{artifact_dir} indexes another catalog than the data's")
-    report = evaluate_search(lexical, _vector(artifact), search_queries(data, split, max_queries, seed), progress)
+    with _one_thread():
+        report = evaluate_search(lexical, _vector(artifact), search_queries(data, split, max_queries, seed), progress)
     report.update({"data": data.name, "seed": seed, "artifact": artifact.id, "encoder": encoder.get("name"),
                    "held_out_users": len(split.test_users)})
     return report
