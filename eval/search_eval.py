@@ -43,6 +43,7 @@ from indexes.lexical import LexicalIndex
 from indexes.vector import Embed, VectorSource
 from suggest.artifact import Artifact, build_artifact, load_artifact
 from suggest.errors import ArtifactError
+from suggest.search import VECTOR_WEIGHT
 from suggest.text import normalize
 from suggest.types import Dataset
 
@@ -104,7 +105,7 @@ def _vector(artifact: Artifact):
 
 
 def evaluate_search(lexical: LexicalIndex, vector: VectorSource, queries: list[SearchQuery],
-                    progress: bool = False) -> dict:
+                    progress: bool = False, vector_weight: float = VECTOR_WEIGHT) -> dict:
     """{retriever: {"GROUP/METRIC": mean, "GROUP/n": count, "latency_ms": {p50, p99}}}."""
     rows_to_ids = lexical.product_ids  # the vector source's rows are the catalog's products too
     vector.search_products("warm up", POOL)  # the first call loads and compiles; it is not a query
@@ -119,7 +120,7 @@ def evaluate_search(lexical: LexicalIndex, vector: VectorSource, queries: list[S
         rows, _ = vector.search_products(normalize(q.text), POOL)
         t2 = time.perf_counter()
         bm25, vec = hits.product_ids.tolist(), rows_to_ids[rows].tolist()
-        fused = [p for p, _ in reciprocal_rank_fusion([bm25, vec])]
+        fused = [p for p, _ in reciprocal_rank_fusion([bm25, vec], weights=(1.0, vector_weight))]
         t3 = time.perf_counter()
         latency["bm25"].append(t1 - t0)
         latency["vector"].append(t2 - t1)
@@ -163,8 +164,12 @@ def _one_thread():
 
 
 def compare_retrievers(data: Dataset, out: Path, embed: Embed, encoder: dict, max_queries: int = 2000,
-                       seed: int = 0, artifact_dir: Path | None = None, progress: bool = False) -> dict:
-    """Split, build (or reuse) the training artifact, phrase the held-out purchases, evaluate."""
+                       seed: int = 0, artifact_dir: Path | None = None, progress: bool = False,
+                       query_seed: int | None = None, vector_weight: float = VECTOR_WEIGHT) -> dict:
+    """Split, build (or reuse) the training artifact, phrase the held-out purchases, evaluate.
+
+    `query_seed` (default: seed) phrases the queries: tune on one, report on another."""
+    query_seed = seed if query_seed is None else query_seed
     split = split_dataset(data, seed=seed)
     if artifact_dir is None:
         artifact_dir = build_artifact(split.train, out / "artifact", progress=progress, embed=embed, encoder=encoder)
@@ -179,8 +184,9 @@ def compare_retrievers(data: Dataset, out: Path, embed: Embed, encoder: dict, ma
     if not np.array_equal(lexical.product_ids, artifact.table.product_ids):
         raise ArtifactError(f"{artifact_dir} indexes another catalog than the data's")
     with _one_thread():
-        report = evaluate_search(lexical, _vector(artifact), search_queries(data, split, max_queries, seed), progress)
-    report.update({"data": data.name, "seed": seed, "artifact": artifact.id, "encoder": encoder.get("name"),
+        report = evaluate_search(lexical, _vector(artifact), search_queries(data, split, max_queries, query_seed),
+                                 progress, vector_weight)
+    report.update({"data": data.name, "seed": seed, "query_seed": query_seed, "vector_weight": vector_weight, "artifact": artifact.id, "encoder": encoder.get("name"),
                    "held_out_users": len(split.test_users)})
     return report
 
@@ -232,12 +238,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-queries", type=int, default=2000)
     p.add_argument("--artifact", type=Path, help="an artifact with embedding recall built from the training split")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--query-seed", type=int, help="phrases the queries (default: --seed)")
+    p.add_argument("--vector-weight", type=float, default=VECTOR_WEIGHT, help="of the vector list in the fusion")
     args = p.parse_args(argv)
     from adapters.encoder import Encoder  # torch only here
 
     args.out.mkdir(parents=True, exist_ok=True)
     report = compare_retrievers(dataset_from_args(args), args.out, Encoder.base().encode, {"name": "base", "path": None},
-                                args.max_queries, args.seed, args.artifact, progress=True)
+                                args.max_queries, args.seed, args.artifact, progress=True,
+                                query_seed=args.query_seed, vector_weight=args.vector_weight)
     (args.out / "search.json").write_text(json.dumps(report, indent=2))
     _plot(report, args.out / "search.png")
     print(table(report))

@@ -21,11 +21,15 @@ from suggest.policy import DEFAULT_POLICY, PolicyLayer
 from suggest.text import has_control_chars, normalize
 from suggest.types import ContextFilter
 
-__all__ = ["SearchPipeline", "SearchQuery", "SearchAnswer", "SearchResult", "MAX_PAGE", "MAX_SEARCH_K"]
+__all__ = ["SearchPipeline", "SearchQuery", "SearchAnswer", "SearchResult", "MAX_PAGE", "MAX_SEARCH_K",
+           "VECTOR_WEIGHT"]
 
 MAX_SEARCH_K = 100
 MAX_PAGE = 50
 POOL = 200             # candidates each retriever contributes before fusion
+# The base encoder alone finds less than BM25 (recall@10 0.50 vs 0.60 on held-out purchases), so its
+# list counts a little less in the fusion: 0.75 was chosen on one half of the held-out users.
+VECTOR_WEIGHT = 0.75
 
 
 @dataclass(frozen=True)
@@ -98,7 +102,7 @@ class SearchPipeline:
             if product_mask is not None:
                 keep &= product_mask[rows]
             rankings.append(self.table.product_ids[rows[keep]].tolist())
-        fused = reciprocal_rank_fusion(rankings)[: self.pool]
+        fused = reciprocal_rank_fusion(rankings, weights=(1.0, VECTOR_WEIGHT)[: len(rankings)])[: self.pool]
         if not fused:
             return SearchAnswer(lex.query, lex.corrections, lex.relaxed, (), 0)
         ids = [pid for pid, _ in fused]
