@@ -33,6 +33,9 @@ def add_train_ranker_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--seeds", type=int, nargs="+", default=[0],
                    help="train every model once per seed and report mean and spread; the first is saved")
+    p.add_argument("--calibration-logs", type=Path,
+                   help="fit the calibrators on these logs (e.g. other sessions of the served population) "
+                        "instead of the last 15%% of the training lists")
     p.add_argument("--listwise", type=float, default=1.0,
                    help="weight of the per-list softmax loss on relevance (suggest) and purchase (search); 0: pointwise only")
     p.add_argument("--baselines", action="store_true", help="also train single-task models on the same inputs")

@@ -145,7 +145,7 @@ def _summary(runs: dict[str, list[dict]]) -> dict:
 
 def train_ranker(data, train_logs: Path, out: Path, test_logs: Path | None = None, architecture: str = "mmoe",
                  epochs: int = 30, seeds: Sequence[int] = (0,), progress: bool = True,
-                 baselines: bool = False, listwise: float = 1.0) -> dict:
+                 baselines: bool = False, listwise: float = 1.0, calibration_logs: Path | None = None) -> dict:
     """Train on `train_logs`, save the first seed's ranker into `out`, and report on `test_logs`.
 
     With several seeds every model is trained once per seed and the report gives mean and spread;
@@ -177,13 +177,19 @@ def train_ranker(data, train_logs: Path, out: Path, test_logs: Path | None = Non
         # Ranking: every item as if shown at the top. Calibration: at the position it really had.
         test_top = (model_inputs(test.X, test.group, np.zeros(len(test), np.int16)) - mean) / std
         test_at = (model_inputs(test.X, test.group, test.position) - mean) / std
+    cal = training_set(_events(calibration_logs), store, data.orders) if calibration_logs is not None else None
+    if cal is not None:
+        cal_at = (model_inputs(cal.X, cal.group, cal.position) - mean) / std
     seeds = list(seeds)
     runs: dict[str, list[dict]] = {}
     report: dict = {"architecture": architecture, "seeds": seeds, "listwise": listwise, "train_rows": int(len(train_rows)),
                     "calibration_rows": int(len(calib_rows)), "store_impressions": cut, "logs": str(train_logs)}
     for i, seed in enumerate(seeds):
         model, history = _mlp(X, ts, train_rows, architecture, seed, epochs, progress=progress, listwise=listwise)
-        calibrators, calibration = _calibrate(predict(model, X[calib_rows]), ts, calib_rows)
+        if cal is None:
+            calibrators, calibration = _calibrate(predict(model, X[calib_rows]), ts, calib_rows)
+        else:  # the population served: other sessions of held-out users, never the test sessions
+            calibrators, calibration = _calibrate(predict(model, cal_at), cal, np.arange(len(cal)))
         if i == 0:
             Ranker(model, mean.astype(np.float32), std.astype(np.float32), calibrators, input_names()).save(out)
             save_store(store, out / "store")  # what serving reads features from: the same store
@@ -238,7 +244,8 @@ def summary_table(report: dict) -> str:
 
 def run(args: argparse.Namespace) -> int:
     report = train_ranker(dataset_from_args(args), args.logs, args.out, args.test_logs, args.architecture,
-                          args.epochs, args.seeds, baselines=args.baselines, listwise=args.listwise)
+                          args.epochs, args.seeds, baselines=args.baselines, listwise=args.listwise,
+                          calibration_logs=args.calibration_logs)
     if "test" in report:
         print(summary_table(report))
     print(f"ranker saved to {args.out}; full report in {args.out / 'report.json'}")

@@ -56,3 +56,17 @@ def test_the_saved_ranker_serves_what_training_evaluated(tmp_path):
     assert all(((0 <= scores[t]) & (scores[t] <= 1)).all() for t in ("relevance", "purchase", "churn"))
     top = ranker.attributions(ranker.standardised(X), "relevance", top=3)
     assert len(top) == 7 and all(len(row) == 3 for row in top)
+
+
+def test_calibrators_can_be_fitted_on_logs_of_the_served_population(tmp_path):
+    data = make_demo_world(seed=6, n_users=80, variants=5)
+    world = build_world(data, progress=False)
+    simulate(world, "plackett-luce", 300, seed=0, out=tmp_path / "train", progress=False)
+    simulate(world, "plackett-luce", 150, seed=2, split="test", out=tmp_path / "cal", progress=False)
+    own = train_ranker(data, tmp_path / "train", tmp_path / "a", epochs=2, progress=False)
+    held = train_ranker(data, tmp_path / "train", tmp_path / "b", epochs=2, progress=False,
+                        calibration_logs=tmp_path / "cal")
+    # same network (same seed and rows), calibrated on other data: other calibrators
+    assert own["calibration"]["relevance"] != held["calibration"]["relevance"]
+    assert (tmp_path / "b" / "calibration-relevance.json").read_text() != \
+        (tmp_path / "a" / "calibration-relevance.json").read_text()
