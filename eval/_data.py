@@ -36,6 +36,8 @@ def add_train_ranker_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--calibration-logs", type=Path,
                    help="fit the calibrators on these logs (e.g. other sessions of the served population) "
                         "instead of the last 15%% of the training lists")
+    p.add_argument("--config", help='RankerConfig fields as JSON, e.g. \'{"n_experts": 8, "expert_hidden": [64]}\' '
+                                     '(tasks: [{"name": "margin", "kind": "regression", "weight": 0.1}, ...])')
     p.add_argument("--listwise", type=float, default=1.0,
                    help="weight of the per-list softmax loss on relevance (suggest) and purchase (search); 0: pointwise only")
     p.add_argument("--baselines", action="store_true", help="also train single-task models on the same inputs")

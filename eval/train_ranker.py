@@ -100,8 +100,10 @@ def _evaluate(top: dict[str, np.ndarray], raw: dict[str, np.ndarray], calibrator
 
 
 def _mlp(X, ts, train_rows, architecture: str, seed: int, epochs: int, tasks=DEFAULT_TASKS, progress=False,
-         listwise: float = 0.0):
-    model = MultiTaskRanker(RankerConfig(n_features=X.shape[1], architecture=architecture, tasks=tasks, seed=seed))
+         listwise: float = 0.0, config: dict | None = None):
+    fields = {"tasks": tasks, **(config or {})}
+    model = MultiTaskRanker(RankerConfig(n_features=X.shape[1], architecture=architecture, seed=seed, **fields))
+    tasks = model.config.tasks
     names = [t.name for t in tasks]
     ranked = {t: listwise for _, t, _ in SURFACES if t in names} if listwise else None
     history = fit(model, X[train_rows], {t: ts.labels[t][train_rows] for t in names},
@@ -145,7 +147,8 @@ def _summary(runs: dict[str, list[dict]]) -> dict:
 
 def train_ranker(data, train_logs: Path, out: Path, test_logs: Path | None = None, architecture: str = "mmoe",
                  epochs: int = 30, seeds: Sequence[int] = (0,), progress: bool = True,
-                 baselines: bool = False, listwise: float = 1.0, calibration_logs: Path | None = None) -> dict:
+                 baselines: bool = False, listwise: float = 1.0, calibration_logs: Path | None = None,
+                 config: dict | None = None) -> dict:
     """Train on `train_logs`, save the first seed's ranker into `out`, and report on `test_logs`.
 
     With several seeds every model is trained once per seed and the report gives mean and spread;
@@ -182,10 +185,11 @@ def train_ranker(data, train_logs: Path, out: Path, test_logs: Path | None = Non
         cal_at = (model_inputs(cal.X, cal.group, cal.position) - mean) / std
     seeds = list(seeds)
     runs: dict[str, list[dict]] = {}
-    report: dict = {"architecture": architecture, "seeds": seeds, "listwise": listwise, "train_rows": int(len(train_rows)),
+    report: dict = {"architecture": architecture, "seeds": seeds, "listwise": listwise, "config": config, "train_rows": int(len(train_rows)),
                     "calibration_rows": int(len(calib_rows)), "store_impressions": cut, "logs": str(train_logs)}
     for i, seed in enumerate(seeds):
-        model, history = _mlp(X, ts, train_rows, architecture, seed, epochs, progress=progress, listwise=listwise)
+        model, history = _mlp(X, ts, train_rows, architecture, seed, epochs, progress=progress, listwise=listwise,
+                              config=config)
         if cal is None:
             calibrators, calibration = _calibrate(predict(model, X[calib_rows]), ts, calib_rows)
         else:  # the population served: other sessions of held-out users, never the test sessions
@@ -245,7 +249,7 @@ def summary_table(report: dict) -> str:
 def run(args: argparse.Namespace) -> int:
     report = train_ranker(dataset_from_args(args), args.logs, args.out, args.test_logs, args.architecture,
                           args.epochs, args.seeds, baselines=args.baselines, listwise=args.listwise,
-                          calibration_logs=args.calibration_logs)
+                          calibration_logs=args.calibration_logs, config=json.loads(args.config) if args.config else None)
     if "test" in report:
         print(summary_table(report))
     print(f"ranker saved to {args.out}; full report in {args.out / 'report.json'}")
