@@ -250,10 +250,11 @@ def _problem(slate: Slate, config: RerankConfig, rules: Rules | None, now: datet
     why: list[str | None] = []
     products = []
     for text, ids in zip(slate.text, slate.product_ids):
-        kept = tuple(q for q in ids if q not in gone and q not in slate.out_of_stock)
+        kept = tuple(q for q in ids if q not in gone and q not in slate.out_of_stock) if gone or \
+            slate.out_of_stock else ids
         products.append(kept)
-        words = term_key(text).split()
-        why.append("blocked_term" if any(_contains(words, t) for t in terms)
+        words = term_key(text).split() if terms else []  # normalising every text costs; only when needed
+        why.append("blocked_term" if terms and any(_contains(words, t) for t in terms)
                    else None if kept or not ids
                    else "blocked_product" if all(q in gone for q in ids) else "out_of_stock")
     passed = np.array([w is None for w in why], dtype=bool)
