@@ -111,6 +111,13 @@ class PolicyLayer:
         self._budget = {c.campaign_id: float(c.budget) for c in campaigns}
         self._served: OrderedDict[str, dict[int, tuple[str, float]]] = OrderedDict()
         self._lock = threading.Lock()
+        self._by_raw_brand: dict[str | None, Campaign | None] = {}
+
+    def _campaign(self, brand: str | None) -> Campaign | None:
+        """The brand's campaign; memoised per raw brand, since normalising costs on every keystroke."""
+        if brand not in self._by_raw_brand:
+            self._by_raw_brand[brand] = self.campaign_of.get(normalize(brand)) if brand else None
+        return self._by_raw_brand[brand]
 
     def budget_left(self) -> dict[str, float]:
         with self._lock:
@@ -124,7 +131,7 @@ class PolicyLayer:
         policy = self.policies[surface]
         n = len(keys)
         brands = [self.brand_of.get(p[0]) if p else None for p in product_ids]
-        campaigns = [self.campaign_of.get(normalize(b)) if b else None for b in brands]
+        campaigns = [self._campaign(b) for b in brands]
         bid = np.array([c.bid if c else 0.0 for c in campaigns])
         relevance = np.clip(np.asarray(relevance, dtype=np.float64), 0.0, 1.0)
         value = np.asarray(value, dtype=np.float64)
