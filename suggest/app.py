@@ -153,8 +153,6 @@ def search(
     explain: Annotated[bool, Parameter(description="per result: task scores, contributions, attributions")] = False,
 ) -> Response[bytes]:
     pipeline = _pipeline(state)
-    if len(q) > MAX_QUERY_CHARS:
-        raise InvalidQuery("q", f"at most {MAX_QUERY_CHARS} characters, got {len(q)}")
     query = pipeline.search.make_query(pipeline, q, k, page, user_id, department, store, hour)
     request_id = secrets.token_hex(8)
     answer = pipeline.search.search(query, request_id, explain)

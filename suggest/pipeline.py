@@ -14,7 +14,7 @@ from indexes.base import CandidateSource
 from indexes.phrases import SHOWN_PRODUCTS, PhraseTable
 from ranking.rules import Rules
 from suggest.errors import InvalidQuery
-from suggest.policy import DEFAULT_POLICY, PolicyLayer, SurfacePolicy
+from suggest.policy import PolicyLayer, SurfacePolicy
 from suggest.search import SearchPipeline
 from suggest.text import has_control_chars, normalize
 from suggest.types import Candidate, ContextFilter, Query, Suggestion
@@ -86,9 +86,7 @@ class Pipeline:
                       policies: dict[str, SurfacePolicy] | None = None, rules: Rules | None = None) -> "Pipeline":
         """Both surfaces over one artifact, sharing the scorer and one policy layer (and its budgets)."""
         m, table = artifact.manifest, artifact.table
-        layer = PolicyLayer(policies or DEFAULT_POLICY, dict(zip(table.product_ids.tolist(), table.product_aisle.tolist())),
-                            artifact.catalog.brands, artifact.catalog.campaigns,
-                            {s: frozenset(table.product_ids[~ok].tolist()) for s, ok in table.stores.items()}, rules)
+        layer = PolicyLayer.for_artifact(artifact, policies, rules)
         trivial = policies is None and rules is None and not artifact.catalog.campaigns
         pipeline = cls(table, artifact.sources, artifact.id,
                        {int(k): v for k, v in m["departments"].items()}, {int(k): v for k, v in m["aisles"].items()},

@@ -113,6 +113,15 @@ class PolicyLayer:
         self._lock = threading.Lock()
         self._by_raw_brand: dict[str | None, Campaign | None] = {}
 
+    @classmethod
+    def for_artifact(cls, artifact, policies: dict[str, SurfacePolicy] | None = None,
+                     rules: Rules | None = None) -> "PolicyLayer":
+        """The layer over an artifact's products, brands, campaigns and store stock."""
+        table = artifact.table
+        return cls(policies or DEFAULT_POLICY, dict(zip(table.product_ids.tolist(), table.product_aisle.tolist())),
+                   artifact.catalog.brands, artifact.catalog.campaigns,
+                   {s: frozenset(table.product_ids[~ok].tolist()) for s, ok in table.stores.items()}, rules)
+
     def _campaign(self, brand: str | None) -> Campaign | None:
         """The brand's campaign; memoised per raw brand, since normalising costs on every keystroke."""
         if brand not in self._by_raw_brand:

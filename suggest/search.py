@@ -17,8 +17,8 @@ from indexes.fusion import reciprocal_rank_fusion
 from indexes.vector import VectorSource
 from ranking.features import RankCandidate, RankQuery
 from suggest.errors import InvalidQuery
-from suggest.policy import DEFAULT_POLICY, PolicyLayer
-from suggest.text import has_control_chars, normalize
+from suggest.policy import PolicyLayer
+from suggest.text import normalize
 from suggest.types import ContextFilter
 
 __all__ = ["SearchPipeline", "SearchQuery", "SearchAnswer", "SearchResult", "MAX_PAGE", "MAX_SEARCH_K",
@@ -71,9 +71,7 @@ class SearchPipeline:
         self.vector = next((s for s in artifact.sources if isinstance(s, VectorSource)), None)
         self.scorer, self.pool = scorer, pool
         self.names = artifact.catalog.names
-        self.policy = policy or PolicyLayer(
-            DEFAULT_POLICY, dict(zip(self.table.product_ids.tolist(), self.table.product_aisle.tolist())),
-            artifact.catalog.brands, artifact.catalog.campaigns)
+        self.policy = policy or PolicyLayer.for_artifact(artifact)
 
     def make_query(self, pipeline, text: str | None, k: int = 20, page: int = 1, user_id: int | None = None,
                    department: str | int | None = None, store: str | None = None,
@@ -81,8 +79,6 @@ class SearchPipeline:
         """Validate like the suggest path (the suggest `pipeline` resolves names), plus page and k."""
         if text is None or not isinstance(text, str) or not normalize(text):
             raise InvalidQuery("q", "a search needs some text")
-        if has_control_chars(text):
-            raise InvalidQuery("q", "control characters are not allowed")
         if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_SEARCH_K:
             raise InvalidQuery("k", f"must be an integer in 1..{MAX_SEARCH_K}, got {k!r}")
         if isinstance(page, bool) or not isinstance(page, int) or not 1 <= page <= MAX_PAGE:

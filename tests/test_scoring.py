@@ -1,6 +1,5 @@
 """The trained ranker behind the scorer seam: it orders suggestions, explains them, learns from events."""
 
-import numpy as np
 import pytest
 from litestar.testing import TestClient
 

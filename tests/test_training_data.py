@@ -55,5 +55,5 @@ def test_user_features_are_taken_as_of_the_visit_so_the_bought_product_does_not_
     as_of = training_set([imp], store, data.orders)
     assert as_of.X[0, bought] == 0.0                                      # as of the visit: not bought yet
     assert as_of.X[0, FEATURES.index("log_orders")] == pytest.approx(np.log1p(visit))
-    first = Impression("r", f"0.0.1.0.0", user, "search", "x", 0, "greedy", 1.0, shown)
+    first = Impression("r", "0.0.1.0.0", user, "search", "x", 0, "greedy", 1.0, shown)
     assert training_set([first], store, data.orders).X[0, FEATURES.index("known_user")] == 0.0  # no history yet
