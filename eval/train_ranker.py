@@ -31,7 +31,7 @@ from ranking.ranker import Ranker, input_names, logit, model_inputs
 from ranking.training_data import TrainingSet, training_set
 from suggest.events import Impression, Visit, read_events
 
-__all__ = ["train_ranker", "list_mrr", "auc", "add_arguments", "run", "main"]
+__all__ = ["train_ranker", "list_mrr", "auc", "summary_table", "versus_table", "add_arguments", "run", "main"]
 
 BINARY = ("relevance", "purchase", "churn")
 SURFACES = (("suggest", "relevance", 0), ("search", "purchase", 1))  # surface, its ranking label, code
@@ -145,6 +145,26 @@ def _summary(runs: dict[str, list[dict]]) -> dict:
     return out
 
 
+def _versus(runs: dict[str, list[dict]], model: str) -> dict:
+    """The multi-task model minus each baseline, seed by seed (same seed, same data): {metric: {baseline:
+    [mean, std, n]}}. Ranking per surface against its single-task model; AUC and log loss per task."""
+    out: dict = {}
+    ours = runs.get(model, [])
+    for name, evals in runs.items():
+        if name == model:
+            continue
+        for metric, get in [(f"mrr/{s}", lambda e, s=s: e["ranking"].get(s)) for s, _, _ in SURFACES] + \
+                           [(f"{k}/{t}", lambda e, k=k, t=t: e["tasks"].get(t, {}).get(k))
+                            for t in BINARY for k in ("auc", "log_loss")]:
+            theirs = evals if len(evals) == len(ours) else evals[:1] * len(ours)  # popularity: one run
+            pairs = [(get(a), get(b)) for a, b in zip(ours, theirs)]
+            diffs = [a - b for a, b in pairs if a is not None and b is not None]
+            if diffs:
+                out.setdefault(metric, {})[name] = [round(float(np.mean(diffs)), 5), round(float(np.std(diffs)), 5),
+                                                    len(diffs)]
+    return out
+
+
 def train_ranker(data, train_logs: Path, out: Path, test_logs: Path | None = None, architecture: str = "mmoe",
                  epochs: int = 30, seeds: Sequence[int] = (0,), progress: bool = True,
                  baselines: bool = False, listwise: float = 1.0, calibration_logs: Path | None = None,
@@ -182,18 +202,23 @@ def train_ranker(data, train_logs: Path, out: Path, test_logs: Path | None = Non
         test_at = (model_inputs(test.X, test.group, test.position) - mean) / std
     cal = training_set(_events(calibration_logs), store, data.orders) if calibration_logs is not None else None
     if cal is not None:
+        # Calibrate on the served population but never on a test user: the test stays held out.
+        cal_rows = np.flatnonzero(~np.isin(cal.user, test.user)) if test is not None else np.arange(len(cal))
+        if not len(cal_rows):
+            raise ValueError(f"{calibration_logs}: every session is of a user in the test logs; simulate it with another --seed")
         cal_at = (model_inputs(cal.X, cal.group, cal.position) - mean) / std
     seeds = list(seeds)
     runs: dict[str, list[dict]] = {}
     report: dict = {"architecture": architecture, "seeds": seeds, "listwise": listwise, "config": config, "train_rows": int(len(train_rows)),
-                    "calibration_rows": int(len(calib_rows)), "store_impressions": cut, "logs": str(train_logs)}
+                    "calibration_rows": int(len(calib_rows) if cal is None else len(cal_rows)),
+                    "calibration_logs": None if calibration_logs is None else str(calibration_logs), "store_impressions": cut, "logs": str(train_logs)}
     for i, seed in enumerate(seeds):
         model, history = _mlp(X, ts, train_rows, architecture, seed, epochs, progress=progress, listwise=listwise,
                               config=config)
         if cal is None:
             calibrators, calibration = _calibrate(predict(model, X[calib_rows]), ts, calib_rows)
         else:  # the population served: other sessions of held-out users, never the test sessions
-            calibrators, calibration = _calibrate(predict(model, cal_at), cal, np.arange(len(cal)))
+            calibrators, calibration = _calibrate(predict(model, cal_at[cal_rows]), cal, cal_rows)
         if i == 0:
             Ranker(model, mean.astype(np.float32), std.astype(np.float32), calibrators, input_names()).save(out)
             save_store(store, out / "store")  # what serving reads features from: the same store
@@ -230,7 +255,7 @@ def train_ranker(data, train_logs: Path, out: Path, test_logs: Path | None = Non
         runs["as_logged"] = [{"ranking": _evaluate(as_logged, {}, {}, test)["ranking"], "tasks": {}}]
         report["test"] = {"rows": int(len(test)), "lists": {s: int(len(np.unique(test.group[test.surface == c])))
                                                             for s, _, c in SURFACES},
-                          "summary": _summary(runs), "runs": runs}
+                          "summary": _summary(runs), "versus": _versus(runs, architecture), "runs": runs}
     (out / "report.json").write_text(json.dumps(report, indent=2, default=float))
     return report
 
@@ -246,12 +271,24 @@ def summary_table(report: dict) -> str:
     return "\n".join(lines)
 
 
+def versus_table(report: dict) -> str:
+    """The report's seed-paired differences (multi-task minus baseline) as a markdown table."""
+    versus = report["test"]["versus"]
+    names = sorted({b for v in versus.values() for b in v})
+    lines = [f"| {report['architecture']} minus | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+    for metric, v in versus.items():
+        cells = [f"{v[b][0]:+.4f} ± {v[b][1]:.4f} ({v[b][2]})" if b in v else "" for b in names]
+        lines.append(f"| {metric} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def run(args: argparse.Namespace) -> int:
     report = train_ranker(dataset_from_args(args), args.logs, args.out, args.test_logs, args.architecture,
                           args.epochs, args.seeds, baselines=args.baselines, listwise=args.listwise,
                           calibration_logs=args.calibration_logs, config=json.loads(args.config) if args.config else None)
     if "test" in report:
         print(summary_table(report))
+        print(versus_table(report))
     print(f"ranker saved to {args.out}; full report in {args.out / 'report.json'}")
     return 0
 

@@ -1,7 +1,8 @@
 """Logged impressions -> the ranker's training rows: features, per-task labels and label masks.
 
     relevance  the item was clicked                          every shown item
-    purchase   the item went into the cart                   search items (where carts happen)
+    purchase   the item went into the cart (search), or      every shown item of a session that
+               leads to what the session carted (suggest)    searched
     margin     the margin it earned                          purchased items only
     churn      the user did not order again after the visit  items of visits whose outcome is logged
 """
@@ -32,6 +33,7 @@ class TrainingSet:
     surface: np.ndarray                # (n,) int8, 0 suggest, 1 search
     position: np.ndarray               # (n,) int16 where the item was shown
     prior: np.ndarray                  # (n,) float32 the logged candidate score (the popularity baseline)
+    user: np.ndarray                   # (n,) int64 who was shown the list, -1 when anonymous
 
     def __len__(self) -> int:
         return len(self.X)
@@ -107,12 +109,15 @@ def training_set(events: Iterable[Impression | Visit], store: FeatureStore,
     visit (AsOfStore), never from the visit itself or later."""
     as_of = AsOfStore(store, orders) if orders is not None else None
     impressions, returned = [], {}
+    carted: dict[str, set[int]] = {}    # session -> products its searches put in the cart
     for e in events:
         if isinstance(e, Visit):
             returned[e.visit_id] = e.returned
         elif isinstance(e, Impression):   # served logs also hold clicks and purchases: not rows
             impressions.append(e)
-    X, group, surface, position, prior = [], [], [], [], []
+            if e.surface == "search":
+                carted.setdefault(e.session_id, set()).update(e.add_to_carts)
+    X, group, surface, position, prior, user = [], [], [], [], [], []
     labels = {t: [] for t in TASKS}
     masks = {t: [] for t in TASKS}
     for g, imp in enumerate(impressions):
@@ -122,12 +127,19 @@ def training_set(events: Iterable[Impression | Visit], store: FeatureStore,
             as_of.visiting(imp.user_id, imp.session_id)
         X.append(featurize(query, cands, as_of or store))
         back = returned.get(_visit_of(imp.session_id))
+        # A suggestion's purchase label is whether it leads to what the session went on to buy:
+        # sparser than a click but a surer sign of the intent, which a multi-task model can share.
+        session_carts = carted.get(imp.session_id)
         for item in imp.items:
             bought = any(p in imp.add_to_carts for p in item.product_ids)
             labels["relevance"].append(float(item.position in imp.clicks))
             masks["relevance"].append(True)
-            labels["purchase"].append(float(bought))
-            masks["purchase"].append(imp.surface == "search")
+            if imp.surface == "search":
+                labels["purchase"].append(float(bought))
+                masks["purchase"].append(True)
+            else:
+                labels["purchase"].append(float(bool(session_carts) and any(p in session_carts for p in item.product_ids)))
+                masks["purchase"].append(session_carts is not None)
             labels["margin"].append(imp.margin if bought else 0.0)
             masks["margin"].append(bought)
             labels["churn"].append(float(back is False))
@@ -136,7 +148,9 @@ def training_set(events: Iterable[Impression | Visit], store: FeatureStore,
             surface.append(imp.surface == "search")
             position.append(item.position)
             prior.append(item.score or 0.0)
+            user.append(-1 if imp.user_id is None else imp.user_id)
     X = np.concatenate(X) if X else np.zeros((0, len(FEATURES)), np.float32)
     return TrainingSet(X, {t: np.asarray(v, np.float32) for t, v in labels.items()},
                        {t: np.asarray(v, bool) for t, v in masks.items()}, np.asarray(group, np.int64),
-                       np.asarray(surface, np.int8), np.asarray(position, np.int16), np.asarray(prior, np.float32))
+                       np.asarray(surface, np.int8), np.asarray(position, np.int16), np.asarray(prior, np.float32),
+                       np.asarray(user, np.int64))

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from eval.train_ranker import auc, list_mrr, summary_table, train_ranker
+from eval.train_ranker import auc, list_mrr, summary_table, train_ranker, versus_table
 from eval.world.simulate import build_world, simulate
 from suggest.demo import make_demo_world
 
@@ -39,6 +39,11 @@ def test_training_writes_a_calibrated_model(tmp_path):
     for surface in ("suggest", "search"):
         assert report["test"]["lists"][surface] > 0 and 0 < summary["popularity"][f"mrr/{surface}"][0] <= 1
     assert "| mmoe |" in summary_table(report)
+    # seed-paired differences: multi-task minus each baseline, per surface and task
+    versus = report["test"]["versus"]
+    mrr = summary["mmoe"]["mrr/search"][0] - summary["single_task/purchase"]["mrr/search"][0]
+    assert versus["mrr/search"]["single_task/purchase"][0] == pytest.approx(mrr, abs=1e-4)
+    assert "single_task/relevance" not in versus["mrr/search"] and "mrr/suggest" in versus_table(report)
 
 
 def test_the_saved_ranker_serves_what_training_evaluated(tmp_path):

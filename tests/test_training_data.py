@@ -26,14 +26,17 @@ def test_labels_and_masks(store):
     ts = training_set([suggest, search, lonely, Visit(1, "v1", 1, 1, 2.0, False)], store)
     assert ts.X.shape == (5, len(FEATURES)) and len(ts) == 5
     assert ts.labels["relevance"].tolist() == [1, 0, 0, 1, 0]
-    assert ts.masks["purchase"].tolist() == [False, False, True, True, False]   # carts happen on search pages
-    assert ts.labels["purchase"].tolist() == [0, 0, 0, 1, 0]
+    # Carts happen on search pages; a suggestion is labelled by whether it leads to what its session
+    # carted ("banana" leads to product 2), and only where the session searched at all (not v9.0).
+    assert ts.masks["purchase"].tolist() == [True, True, True, True, False]
+    assert ts.labels["purchase"].tolist() == [1, 0, 0, 1, 0]
     assert ts.masks["margin"].tolist() == [False, False, False, True, False]
     assert ts.labels["margin"][3] == pytest.approx(0.5)
     assert ts.masks["churn"].tolist() == [True, True, True, True, False]        # visit v9 has no outcome
     assert ts.labels["churn"][:4].tolist() == [1, 1, 1, 1]                     # v1: the user did not return
     assert ts.group.tolist() == [0, 0, 1, 1, 2] and ts.position.tolist() == [0, 1, 0, 1, 0]
     assert ts.prior.tolist() == pytest.approx([0.5, 0.1, 0.4, 0.2, 0.0])
+    assert ts.user.tolist() == [1, 1, 1, 1, -1]
     assert training_set([], store).X.shape == (0, len(FEATURES))
 
 
