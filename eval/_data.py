@@ -33,6 +33,9 @@ def add_train_ranker_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--seeds", type=int, nargs="+", default=[0],
                    help="train every model once per seed and report mean and spread; the first is saved")
+    p.add_argument("--ranking-logs", type=Path,
+                   help="held-out logs whose lists were shown in random order (simulate --policy uniform) for the "
+                        "ranking metrics, free of position bias; default: the test logs")
     p.add_argument("--calibration-logs", type=Path,
                    help="fit the calibrators on these logs (e.g. other sessions of the served population) "
                         "instead of the last 15%% of the training lists")

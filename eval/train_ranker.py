@@ -1,6 +1,7 @@
 """Train the shared multi-task ranker on logged sessions and compare it with the popularity order.
 
-    python -m eval.train_ranker --data ../shared/data/instacart --logs logs/pl-train --test-logs logs/uni-test --out artifacts/ranker
+    python -m eval.train_ranker --data ../shared/data/instacart --logs logs/pl-train --test-logs logs/pl-test \
+        --ranking-logs logs/uni-test --calibration-logs logs/pl-cal --out artifacts/ranker
 
 The first 30% of the training logs' impressions only feed the feature store (click-through and
 add-to-cart priors), so that no row's features count its own label; the rest are training rows, of
@@ -9,7 +10,8 @@ are featurised with the training store. Reported per surface: MRR of the clicked
 of the carted item (search) when each logged list is re-ordered by the model, by the logged prior
 (popularity) and as it was shown; per task: AUC, log loss and ECE after calibration. Test logs whose
 lists were shown in random order (`keystroke simulate --policy uniform`) keep position bias out of the
-ranking metrics: on popularity-ordered lists "as shown" and popularity win by copying the logged order.
+ranking metrics (`ranking_logs`): on popularity-ordered lists "as shown" and popularity win by copying the
+logged order. The per-task metrics stay on test logs of the serving policy: churn depends on it.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -88,14 +91,27 @@ def _calibrate(raw: dict[str, np.ndarray], ts: TrainingSet, rows: np.ndarray) ->
     return calibrators, report
 
 
-def _evaluate(top: dict[str, np.ndarray], raw: dict[str, np.ndarray], calibrators: dict, test: TrainingSet) -> dict:
-    """Ranking MRR per surface (items scored as if at the top) and per task AUC / log loss / ECE."""
+def _ranking(top: dict[str, np.ndarray], ranked: TrainingSet) -> dict:
+    """MRR per surface of the logged lists re-ordered by `top` ({task: score per row})."""
+    return {surface: list_mrr(top[task], ranked.labels[task] > 0.5, ranked.group, np.flatnonzero(ranked.surface == code))
+            for surface, task, code in SURFACES if task in top}
+
+
+@dataclass
+class _Held:
+    """Held-out rows as the models see them: `test` for the tasks, at the positions shown; `ranked`
+    for the ranking metrics, every item as if at the top (they may be the same logs)."""
+    test: TrainingSet
+    test_at: np.ndarray
+    ranked: TrainingSet
+    ranked_top: np.ndarray
+
+
+def _evaluate(score, calibrators: dict, held: _Held) -> dict:
+    """Ranking MRR per surface and per task AUC / log loss / ECE; score(inputs) -> {task: probability}."""
+    raw, test = score(held.test_at), held.test
     probs = {t: (calibrators[t].predict(logit(v)) if t in calibrators else v) for t, v in raw.items()}
-    out: dict = {"ranking": {}, "tasks": {}}
-    for surface, task, code in SURFACES:
-        if task in top:
-            rows = np.flatnonzero(test.surface == code)
-            out["ranking"][surface] = list_mrr(top[task], test.labels[task] > 0.5, test.group, rows)
+    out: dict = {"ranking": _ranking(score(held.ranked_top), held.ranked), "tasks": {}}
     for task in BINARY:
         m = test.masks[task]
         if task in probs and m.any():
@@ -175,8 +191,10 @@ def _versus(runs: dict[str, list[dict]], model: str) -> dict:
 def train_ranker(data, train_logs: Path, out: Path, test_logs: Path | None = None, architecture: str = "mmoe",
                  epochs: int = 30, seeds: Sequence[int] = (0,), progress: bool = True,
                  baselines: bool = False, listwise: float = 1.0, calibration_logs: Path | None = None,
-                 config: dict | None = None) -> dict:
+                 config: dict | None = None, ranking_logs: Path | None = None) -> dict:
     """Train on `train_logs`, save the first seed's ranker into `out`, and report on `test_logs`.
+
+    `ranking_logs` (held-out lists shown in random order) replace the test logs for the ranking metrics.
 
     With several seeds every model is trained once per seed and the report gives mean and spread;
     `baselines` adds the popularity order, one single-task network per task and LightGBM.
@@ -187,11 +205,15 @@ def train_ranker(data, train_logs: Path, out: Path, test_logs: Path | None = Non
     visits = [e for e in events if isinstance(e, Visit)]
     cut = int(0.3 * len(impressions))
     world_seed = manifest.get("world_seed", manifest["seed"])  # logs written before world_seed: one seed
-    if test_logs is not None:
-        test_manifest = json.loads((test_logs / "manifest.json").read_text())
-        if test_manifest.get("world_seed", test_manifest["seed"]) != world_seed:
-            raise ValueError(f"{test_logs} comes from another world (world seed "
-                             f"{test_manifest.get('world_seed', test_manifest['seed'])}, training logs: {world_seed}): "
+    if ranking_logs is not None and test_logs is None:
+        raise ValueError("ranking_logs: needs test_logs too (they give the per-task metrics)")
+    for held_logs in (test_logs, ranking_logs, calibration_logs):
+        if held_logs is None:
+            continue
+        held_manifest = json.loads((held_logs / "manifest.json").read_text())
+        if held_manifest.get("world_seed", held_manifest["seed"]) != world_seed:
+            raise ValueError(f"{held_logs} comes from another world (world seed "
+                             f"{held_manifest.get('world_seed', held_manifest['seed'])}, training logs: {world_seed}): "
                              f"its users are not held out; simulate it with --world-seed {world_seed}")
     store = InMemoryFeatureStore(with_business(data, seed=world_seed), impressions[:cut])
     ts = training_set(impressions[cut:] + visits, store, data.orders)
@@ -205,8 +227,9 @@ def train_ranker(data, train_logs: Path, out: Path, test_logs: Path | None = Non
     test = training_set(_events(test_logs), store, data.orders) if test_logs is not None else None
     if test is not None:
         # Ranking: every item as if shown at the top. Calibration: at the position it really had.
-        test_top = (model_inputs(test.X, test.group, np.zeros(len(test), np.int16)) - mean) / std
-        test_at = (model_inputs(test.X, test.group, test.position) - mean) / std
+        ranked = test if ranking_logs is None else training_set(_events(ranking_logs), store, data.orders)
+        held = _Held(test, (model_inputs(test.X, test.group, test.position) - mean) / std, ranked,
+                     (model_inputs(ranked.X, ranked.group, np.zeros(len(ranked), np.int16)) - mean) / std)
     cal = training_set(_events(calibration_logs), store, data.orders) if calibration_logs is not None else None
     if cal is not None:
         # Calibrate on the served population but never on a test user: the test stays held out.
@@ -232,9 +255,9 @@ def train_ranker(data, train_logs: Path, out: Path, test_logs: Path | None = Non
             report.update(best_epoch=history.get("best_epoch"), calibration=calibration)
         if test is None:
             continue
-        raw = predict(model, test_at)
-        runs.setdefault(architecture, []).append(_evaluate(predict(model, test_top), raw, calibrators, test))
+        runs.setdefault(architecture, []).append(_evaluate(lambda Z: predict(model, Z), calibrators, held))
         if i == 0:
+            raw = predict(model, held.test_at)
             probs = {t: calibrators[t].predict(logit(raw[t])) for t in calibrators}
             curves = {}
             for task, p in probs.items():
@@ -250,18 +273,18 @@ def train_ranker(data, train_logs: Path, out: Path, test_logs: Path | None = Non
                 single, _ = _mlp(X, ts, train_rows, "shared_bottom", seed, epochs, tasks=(spec,), listwise=listwise)
                 c, _ = _calibrate(predict(single, X[calib_rows]), ts, calib_rows)
                 runs.setdefault(f"single_task/{spec.name}", []).append(
-                    _evaluate(predict(single, test_top), predict(single, test_at), c, test))
+                    _evaluate(lambda Z: predict(single, Z), c, held))
         gbdt = _gbdt(X, ts, train_rows, calib_rows, seed)
         score = lambda Z: {t: m.predict_proba(Z)[:, 1] for t, m in gbdt.items()}  # noqa: E731
         c, _ = _calibrate(score(X[calib_rows]), ts, calib_rows)
-        runs.setdefault("lightgbm", []).append(_evaluate(score(test_top), score(test_at), c, test))
+        runs.setdefault("lightgbm", []).append(_evaluate(score, c, held))
     if test is not None:
-        popularity = {task: test.prior for _, task, _ in SURFACES}
-        runs["popularity"] = [{"ranking": _evaluate(popularity, {}, {}, test)["ranking"], "tasks": {}}]
-        as_logged = {task: -test.position.astype(np.float64) for _, task, _ in SURFACES}
-        runs["as_logged"] = [{"ranking": _evaluate(as_logged, {}, {}, test)["ranking"], "tasks": {}}]
-        report["test"] = {"rows": int(len(test)), "lists": {s: int(len(np.unique(test.group[test.surface == c])))
-                                                            for s, _, c in SURFACES},
+        ranked = held.ranked
+        runs["popularity"] = [{"ranking": _ranking({task: ranked.prior for _, task, _ in SURFACES}, ranked), "tasks": {}}]
+        as_logged = {task: -ranked.position.astype(np.float64) for _, task, _ in SURFACES}
+        runs["as_logged"] = [{"ranking": _ranking(as_logged, ranked), "tasks": {}}]
+        report["test"] = {"rows": int(len(test)), "ranking_logs": str(ranking_logs or test_logs),
+                          "lists": {s: int(len(np.unique(ranked.group[ranked.surface == c]))) for s, _, c in SURFACES},
                           "summary": _summary(runs), "versus": _versus(runs, architecture), "runs": runs}
     (out / "report.json").write_text(json.dumps(report, indent=2, default=float))
     return report
@@ -292,7 +315,8 @@ def versus_table(report: dict) -> str:
 def run(args: argparse.Namespace) -> int:
     report = train_ranker(dataset_from_args(args), args.logs, args.out, args.test_logs, args.architecture,
                           args.epochs, args.seeds, baselines=args.baselines, listwise=args.listwise,
-                          calibration_logs=args.calibration_logs, config=json.loads(args.config) if args.config else None)
+                          calibration_logs=args.calibration_logs, config=json.loads(args.config) if args.config else None,
+                          ranking_logs=args.ranking_logs)
     if "test" in report:
         print(summary_table(report))
         print(versus_table(report))

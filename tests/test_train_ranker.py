@@ -24,8 +24,9 @@ def test_training_writes_a_calibrated_model(tmp_path):
     world = build_world(data, progress=False)
     simulate(world, "plackett-luce", 600, seed=0, out=tmp_path / "train", progress=False)
     simulate(world, "plackett-luce", 200, seed=1, split="test", out=tmp_path / "test", progress=False)
+    simulate(world, "uniform", 200, seed=2, split="test", out=tmp_path / "uniform", progress=False)
     report = train_ranker(data, tmp_path / "train", tmp_path / "ranker", tmp_path / "test", epochs=3, progress=False,
-                          baselines=True)
+                          baselines=True, ranking_logs=tmp_path / "uniform")
     out = tmp_path / "ranker"
     assert (out / "model" / "config.json").is_file() and (out / "model" / "model.safetensors").is_file()
     assert (out / "calibration-relevance.json").is_file() and (out / "reliability.png").is_file()
@@ -39,6 +40,7 @@ def test_training_writes_a_calibrated_model(tmp_path):
     for surface in ("suggest", "search"):
         assert report["test"]["lists"][surface] > 0 and 0 < summary["popularity"][f"mrr/{surface}"][0] <= 1
     assert "| mmoe |" in summary_table(report)
+    assert report["test"]["ranking_logs"] == str(tmp_path / "uniform")  # ranked lists: the random-order logs
     # seed-paired differences: multi-task minus each baseline, per surface and task
     versus = report["test"]["versus"]
     mrr = summary["mmoe"]["mrr/search"][0] - summary["single_task/purchase"]["mrr/search"][0]
