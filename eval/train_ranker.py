@@ -153,38 +153,39 @@ def _gbdt(X, ts, train_rows, calib_rows, seed: int) -> dict:
     return models
 
 
+def _metrics(e: dict) -> dict[str, float]:
+    """One evaluation as flat {"mrr/<surface>" | "<auc|log_loss|ece>/<task>": value}."""
+    out = {f"mrr/{surface}": v for surface, v in e["ranking"].items()}
+    out.update({f"{k}/{task}": d[k] for task, d in e["tasks"].items() for k in ("auc", "log_loss", "ece")})
+    return out
+
+
+def _spread(values: list[float]) -> list:
+    return [round(float(np.mean(values)), 5), round(float(np.std(values)), 5), len(values)]
+
+
 def _summary(runs: dict[str, list[dict]]) -> dict:
     """{model: {metric: [mean, std, n]}} over seeds, for the table in the report."""
     out = {}
     for name, evals in runs.items():
-        metrics: dict[str, list[float]] = {}
-        for e in evals:
-            for surface, v in e["ranking"].items():
-                metrics.setdefault(f"mrr/{surface}", []).append(v)
-            for task, d in e["tasks"].items():
-                for k in ("auc", "log_loss", "ece"):
-                    metrics.setdefault(f"{k}/{task}", []).append(d[k])
-        out[name] = {k: [round(float(np.mean(v)), 5), round(float(np.std(v)), 5), len(v)] for k, v in metrics.items()}
+        flat = [_metrics(e) for e in evals]
+        out[name] = {k: _spread([f[k] for f in flat if k in f]) for k in dict.fromkeys(k for f in flat for k in f)}
     return out
 
 
 def _versus(runs: dict[str, list[dict]], model: str) -> dict:
     """The multi-task model minus each baseline, seed by seed (same seed, same data): {metric: {baseline:
-    [mean, std, n]}}. Ranking per surface against its single-task model; AUC and log loss per task."""
+    [mean, std, n]}} for ranking MRR, AUC and log loss wherever both have the metric."""
     out: dict = {}
-    ours = runs.get(model, [])
+    ours = [_metrics(e) for e in runs.get(model, [])]
     for name, evals in runs.items():
         if name == model:
             continue
-        for metric, get in [(f"mrr/{s}", lambda e, s=s: e["ranking"].get(s)) for s, _, _ in SURFACES] + \
-                           [(f"{k}/{t}", lambda e, k=k, t=t: e["tasks"].get(t, {}).get(k))
-                            for t in BINARY for k in ("auc", "log_loss")]:
-            theirs = evals if len(evals) == len(ours) else evals[:1] * len(ours)  # popularity: one run
-            pairs = [(get(a), get(b)) for a, b in zip(ours, theirs)]
-            diffs = [a - b for a, b in pairs if a is not None and b is not None]
-            if diffs:
-                out.setdefault(metric, {})[name] = [round(float(np.mean(diffs)), 5), round(float(np.std(diffs)), 5),
-                                                    len(diffs)]
+        theirs = [_metrics(e) for e in (evals if len(evals) == len(ours) else evals[:1] * len(ours))]  # popularity: one run
+        for metric in ours[0] if ours else ():
+            diffs = [a[metric] - b[metric] for a, b in zip(ours, theirs) if metric in b]
+            if diffs and not metric.startswith("ece/"):
+                out.setdefault(metric, {})[name] = _spread(diffs)
     return out
 
 
