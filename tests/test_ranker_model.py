@@ -23,43 +23,75 @@ def _one_thread():
     torch.manual_seed(0)
 
 
-def _sine_tasks(rho: float, seed: int, n: int = 6000, d: int = 100, m: int = 10):
-    """Ma et al. 2018 sec. 3.2: y_k = w_k.x + sum_i sin(alpha_i w_k.x + beta_i) + noise,
-    with unit w1, w2 = rho*w1 + sqrt(1-rho^2)*u orthogonal, so corr(w1, w2) = rho."""
+# Ma et al. 2018, sec. 3.2: alpha_i, beta_i are "given parameters" whose values the paper does not
+# state (its N(0, 0.01) is the label noise epsilon). Fixed once here, drawn from N(0, 1): with
+# these f(z) = z + sum_i sin(alpha_i z + beta_i) is clearly non-linear (a straight line in z leaves
+# ~60% of its variance unexplained), yet learnable from a few thousand rows.
+_SINE_ALPHA, _SINE_BETA = np.random.default_rng(1000).normal(size=(2, 10))
+
+
+def _sine_f(z: np.ndarray) -> np.ndarray:
+    return z + np.sin(np.multiply.outer(z, _SINE_ALPHA) + _SINE_BETA).sum(-1)
+
+
+def _sine_tasks(rho: float, seed: int, n: int, d: int = 100):
+    """Ma et al. 2018 sec. 3.2 with c=1, m=10: unit u1 orthogonal to unit u2, w1 = u1,
+    w2 = rho*u1 + sqrt(1-rho^2)*u2, x ~ N(0, I_d), y_k = f(w_k.x) + eps_k, eps_k ~ N(0, 0.1^2).
+    The labels are then put in units of f's own spread: (y - mean f) / std f, with the mean and std
+    of f(z), z ~ N(0, 1), taken by quadrature, one constant affine map for every rho and seed."""
     rng = np.random.default_rng(seed)
     u1, u2 = np.linalg.qr(rng.normal(size=(d, 2)))[0].T
-    alpha, beta = rng.normal(size=m) * 0.5, rng.normal(size=m)
     X = rng.normal(size=(n, d)).astype(np.float32)
+    eps = rng.normal(0, 0.1, size=(2, n))
+    z, w = np.polynomial.hermite_e.hermegauss(80)
+    w = w / w.sum()
+    mean = np.sum(w * _sine_f(z))
+    std = np.sqrt(np.sum(w * (_sine_f(z) - mean) ** 2))
+    ws = {"a": u1, "b": rho * u1 + np.sqrt(1 - rho**2) * u2}
+    return X, {t: ((_sine_f(X @ wt) + eps[k] - mean) / std).astype(np.float32)
+               for k, (t, wt) in enumerate(ws.items())}
 
-    def target(w):
-        z = X @ w
-        v = z + np.sin(np.outer(z, alpha) + beta).sum(1)
-        return ((v - v.mean()) / v.std() + rng.normal(0, 0.1, n)).astype(np.float32)
 
-    return X, {"a": target(u1), "b": target(rho * u1 + np.sqrt(1 - rho**2) * u2)}
-
-
-def _heldout_mse(architecture: str, seed: int, **sizes) -> float:
-    X, y = _sine_tasks(rho=0.0, seed=0)  # one data set; seeds vary initialisation and batching
+def _heldout_mse(architecture: str, rho: float, seed: int, n_train: int = 8000,
+                 n_test: int = 2000) -> float:
+    """Total held-out MSE over both tasks; the seed draws the data (u1, u2, x, noise), the
+    initialisation and the batching. The paper's sizes: 8 single-layer experts of 16 units (14.8k
+    parameters with gates and towers) against a 113-unit shared bottom (13.3k); towers of 8."""
+    X, y = _sine_tasks(rho, seed, n_train + n_test)
+    sizes = ({"n_experts": 8, "expert_hidden": (16,)} if architecture == "mmoe"
+             else {"bottom_hidden": (113,)})
     tasks = (TaskSpec("a", "regression"), TaskSpec("b", "regression"))
-    config = RankerConfig(n_features=100, architecture=architecture, tasks=tasks,
+    config = RankerConfig(n_features=X.shape[1], architecture=architecture, tasks=tasks,
                           tower_hidden=8, seed=seed, **sizes)
     model = MultiTaskRanker(config)
-    train = {t: v[:4000] for t, v in y.items()}
-    fit(model, X[:4000], train, {t: np.ones(4000, bool) for t in y}, epochs=60, batch_size=128,
-        lr=1e-2, val_fraction=0.2, patience=8, seed=seed)
-    p = predict(model, X[4000:])
-    return float(sum(np.mean((p[t] - y[t][4000:]) ** 2) for t in y))
+    fit(model, X[:n_train], {t: v[:n_train] for t, v in y.items()},
+        {t: np.ones(n_train, bool) for t in y}, epochs=40, batch_size=256, lr=3e-3,
+        val_fraction=0.2, patience=5, seed=seed)
+    p = predict(model, X[n_train:])
+    return float(sum(np.mean((p[t] - y[t][n_train:]) ** 2) for t in y))
 
 
 def test_mmoe_beats_shared_bottom_when_tasks_are_uncorrelated():
-    # The paper's sizes: 8 single-layer experts of 16 units (14.8k parameters with gates and
-    # towers) against a 113-unit shared bottom (13.3k); towers of 8 in both.
-    mmoe = [_heldout_mse("mmoe", s, n_experts=8, expert_hidden=(16,)) for s in range(3)]
-    bottom = [_heldout_mse("shared_bottom", s, bottom_hidden=(113,)) for s in range(3)]
-    # Measured: mmoe 0.36 +- 0.05, shared bottom 0.81 +- 0.22 (total MSE of two unit-variance
-    # targets). At rho=0.9 the gap is about as wide (0.38 vs 0.77): here it is not correlation-driven.
-    assert np.mean(mmoe) < 0.75 * np.mean(bottom), (mmoe, bottom)
+    # Sec. 5.1 of the paper at its sizes; both models get the same Adam, lr and early stopping.
+    # lr 3e-3 is the shared bottom's best of 1e-3/3e-3/1e-2 (rho=0: 0.099/0.077/0.126): at 1e-2 its
+    # 8-unit ReLU towers on 113 non-negative features can die and one task stalls near 0.2.
+    # Held-out total MSE (noise floor 0.009), mean +- std over seeds 0-2:
+    #   rho   mmoe            shared bottom
+    #   0.0   0.056 +- 0.005  0.077 +- 0.012
+    #   0.5   0.053 +- 0.004  0.074 +- 0.006
+    #   0.9   0.054 +- 0.006  0.090 +- 0.023
+    #   1.0   0.051 +- 0.006  0.105 +- 0.029
+    # Reproduced: MMoE ahead at every correlation (obs. 3) and nearly insensitive to it (obs. 2).
+    # Not reproduced: the shared bottom degrading as correlation falls. Here it does the opposite
+    # (0.105 at rho=1 -> 0.077 at rho=0; 0.126 -> 0.099 at lr 1e-3), so its gap to MMoE is widest
+    # at rho=1 and this test asserts no correlation-driven gap.
+    # Thresholds: MMoE/bottom measured 0.73 (rho=0) and 0.49 (rho=1), asserted < 0.85; MMoE's
+    # rho=0/rho=1 ratio measured 1.10, asserted within 1.25x either way.
+    mse = {(arch, rho): float(np.mean([_heldout_mse(arch, rho, s) for s in range(3)]))
+           for arch in ("mmoe", "shared_bottom") for rho in (0.0, 1.0)}
+    for rho in (0.0, 1.0):
+        assert mse["mmoe", rho] < 0.85 * mse["shared_bottom", rho], mse
+    assert abs(np.log(mse["mmoe", 0.0] / mse["mmoe", 1.0])) < np.log(1.25), mse
 
 
 def _small_problem(n: int = 1200, d: int = 8, seed: int = 0):
