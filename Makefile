@@ -23,11 +23,12 @@ install: $(VENV)/.installed
 build: install
 	$(VENV)/bin/keystroke build $(if $(DATA),--data $(DATA),--demo) $(ENCODER) --out $(ARTIFACT)
 
-# Simulated shoppers on the same data give the logs the multi-task ranker learns from (~1 min on the demo).
+# Simulated shoppers on the same data give the logs the multi-task ranker learns from (~1 min on the demo);
+# it learns the cosine feature with the artifact's encoder (ENCODER), so that the two are served together.
 ranker: install
 	rm -rf $(LOGS)
 	$(VENV)/bin/keystroke simulate $(if $(DATA),--data $(DATA),--demo) --sessions 2000 --out $(LOGS)
-	$(VENV)/bin/keystroke train-ranker $(if $(DATA),--data $(DATA),--demo) --logs $(LOGS) --out $(RANKER) --epochs 6
+	$(VENV)/bin/keystroke train-ranker $(if $(DATA),--data $(DATA),--demo) $(ENCODER) --logs $(LOGS) --out $(RANKER) --epochs 6
 
 serve: install
 	$(VENV)/bin/keystroke serve --artifact $(ARTIFACT) $(if $(strip $(RANKER)),--ranker $(RANKER)) --host $(HOST) --port $(PORT)

@@ -8,7 +8,7 @@ from typing import Any
 from adapters.lora import CARD_FILE, read_card
 from suggest.errors import ArtifactError
 
-__all__ = ["list_adapters", "resolve"]
+__all__ = ["list_adapters", "resolve", "load_encoder"]
 
 
 def list_adapters(root: Path | str) -> dict[str, dict[str, Any]]:
@@ -28,3 +28,14 @@ def resolve(root: Path | str, name: str) -> Path:
         known = ", ".join(list_adapters(root)) or "none"
         raise ArtifactError(f"no adapter {name!r} under {root} (known: {known})")
     return path
+
+
+def load_encoder(adapter: str | None, root: Path | str = "artifacts/adapters") -> tuple:
+    """(embed, description) of the base encoder (adapter None) or of an adapter, by name under `root`
+    or by folder; the description ({"name", "path"}) is what artifacts and rankers record."""
+    from adapters.encoder import Encoder  # torch only when an encoder is asked for
+
+    if adapter is None:
+        return Encoder.base().encode, {"name": "base", "path": None}
+    path = Path(adapter) if Path(adapter).is_dir() else resolve(root, adapter)
+    return Encoder.load(path).encode, {"name": path.name, "path": str(path.resolve())}

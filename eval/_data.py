@@ -44,3 +44,9 @@ def add_train_ranker_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--listwise", type=float, default=1.0,
                    help="weight of the per-list softmax loss on relevance (suggest) and purchase (search); 0: pointwise only")
     p.add_argument("--baselines", action="store_true", help="also train single-task models on the same inputs")
+    enc = p.add_mutually_exclusive_group()
+    enc.add_argument("--vector", action="store_true",
+                     help="learn the query-candidate cosine feature with the base encoder (serve with an artifact "
+                          "built with --vector)")
+    enc.add_argument("--adapter", help="... with this LoRA adapter (name or folder; serve with an artifact built with it)")
+    p.add_argument("--adapters-dir", type=Path, default=Path("artifacts/adapters"), help="where named adapters live")

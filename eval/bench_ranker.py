@@ -5,13 +5,16 @@
 For 50, 200 and 500 candidates (catalog product names matched by a typed prefix of one of them) it
 times, side by side in one process: the popularity baseline (sort by prior), featurisation, the
 network eager, under TorchScript (traced) and under `torch.compile`, and the whole scorer (features
-+ network + calibration + objective). Percentiles in µs and ratios against the eager network; a
++ network + calibration + objective). A ranker that learnt the cosine feature also times it: with
+the query's embedding cached (what vector recall and repeated prefixes leave) and with a new query
+that the encoder must embed first. Percentiles in µs and ratios against the eager network; a
 latency histogram PNG. One thread: a replica's request runs on one core.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import random
 import sys
@@ -25,6 +28,7 @@ from eval._data import add_data_arguments, dataset_from_args
 from eval.world.business import with_business
 from ranking.features import InMemoryFeatureStore, RankCandidate, RankQuery, featurize
 from ranking.ranker import Ranker
+from suggest.semantic import Similarity
 
 __all__ = ["bench", "main"]
 
@@ -63,18 +67,22 @@ def bench(data, ranker: Ranker, repeats: int = 200, compile_model: bool = True, 
     torch.set_num_threads(1)
     store = InMemoryFeatureStore(data)
     model = ranker.model.eval()
+    cosine = Similarity.for_encoder(ranker.encoder, data) if ranker.encoder else None
+    fresh = (f"query {i}" for i in itertools.count())  # never seen: the encoder runs
     report: dict = {"sizes": {}, "repeats": repeats}
     samples: dict[str, np.ndarray] = {}
     for n in SIZES:
         reqs = _requests(data, n, 20, seed)
-        feats = [featurize(q, c, store) for q, c in reqs]
+        if cosine is not None:
+            cosine.warm((), (c.item for _, cands in reqs for c in cands))
+        feats = [featurize(q, c, store, cosine) for q, c in reqs]
         Z = [torch.as_tensor(ranker.standardised(X)) for X in feats]
         it = iter(range(10**9))
         pick = lambda: next(it) % len(reqs)  # noqa: E731  cycle through the requests
         traced = torch.jit.trace(model, Z[0], strict=False)
         runs = {
             "popularity sort": lambda: np.argsort([-c.prior for c in reqs[pick()][1]]),
-            "featurize": lambda: featurize(*reqs[pick()], store),
+            "featurize": lambda: featurize(*reqs[pick()], store, cosine),
             "network eager": lambda: _forward(model, Z[pick()]),
             "network torchscript": lambda: _forward(traced, Z[pick()]),
         }
@@ -82,8 +90,12 @@ def bench(data, ranker: Ranker, repeats: int = 200, compile_model: bool = True, 
             compiled = torch.compile(model, dynamic=True)
             _forward(compiled, Z[0])  # compile outside the timing
             runs["network torch.compile"] = lambda: _forward(compiled, Z[pick()])
+        if cosine is not None:
+            items = [[c.item for c in cands] for _, cands in reqs]
+            runs["cosine, cached query"] = lambda: cosine(reqs[0][0].text, items[pick()])
+            runs["cosine, new query (encoder)"] = lambda: cosine(next(fresh), items[pick()])
         runs["scorer (features + network + calibration)"] = lambda: ranker.scores(
-            ranker.standardised(featurize(*reqs[pick()], store)))
+            ranker.standardised(featurize(*reqs[pick()], store, cosine)))
         timed = {name: _timed(fn, repeats) for name, fn in runs.items()}
         base = np.percentile(timed["network eager"], 50)
         report["sizes"][n] = {name: {**_summary(us), "p50_x_eager": round(float(np.percentile(us, 50) / base), 3)}

@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -35,6 +35,7 @@ from ranking.model import DEFAULT_TASKS, MultiTaskRanker, RankerConfig, fit, pre
 from ranking.ranker import Ranker, input_names, logit, model_inputs
 from ranking.training_data import TrainingSet, training_set
 from suggest.events import Impression, Visit, read_events
+from suggest.semantic import Similarity, product_texts
 
 __all__ = ["train_ranker", "list_mrr", "auc", "summary_table", "versus_table", "add_arguments", "run", "main"]
 
@@ -192,10 +193,13 @@ def _versus(runs: dict[str, list[dict]], model: str) -> dict:
 def train_ranker(data, train_logs: Path, out: Path, test_logs: Path | None = None, architecture: str = "mmoe",
                  epochs: int = 30, seeds: Sequence[int] = (0,), progress: bool = True,
                  baselines: bool = False, listwise: float = 1.0, calibration_logs: Path | None = None,
-                 config: dict | None = None, ranking_logs: Path | None = None) -> dict:
+                 config: dict | None = None, ranking_logs: Path | None = None, embed=None,
+                 encoder: dict | None = None) -> dict:
     """Train on `train_logs`, save the first seed's ranker into `out`, and report on `test_logs`.
 
     `ranking_logs` (held-out lists shown in random order) replace the test logs for the ranking metrics.
+    With `embed` (described by `encoder`) the query-candidate cosine feature is computed with it, and
+    the ranker records the encoder so that a server pairs it with an artifact built with the same.
 
     With several seeds every model is trained once per seed and the report gives mean and spread;
     `baselines` adds the popularity order, one single-task network per task and LightGBM.
@@ -217,7 +221,13 @@ def train_ranker(data, train_logs: Path, out: Path, test_logs: Path | None = Non
                              f"{held_manifest.get('world_seed', held_manifest['seed'])}, training logs: {world_seed}): "
                              f"its users are not held out; simulate it with --world-seed {world_seed}")
     store = InMemoryFeatureStore(with_business(data, seed=world_seed), impressions[:cut])
-    ts = training_set(impressions[cut:] + visits, store, data.orders)
+    held_events = {p: _events(p) for p in (test_logs, ranking_logs, calibration_logs) if p is not None}
+    cosine, encoder = None, (encoder or {"name": "unnamed"}) if embed is not None else None
+    if embed is not None:
+        cosine = Similarity(embed, encoder, product_texts(data))
+        shown = impressions[cut:] + [e for ev in held_events.values() for e in ev if isinstance(e, Impression)]
+        cosine.warm((e.query for e in shown), (i.item for e in shown for i in e.items), progress=progress)
+    ts = training_set(impressions[cut:] + visits, store, data.orders, cosine)
     # Clicks depend on where an item was shown; the position is a training-only input, set to the
     # top at inference, so the towers learn relevance rather than position (Guo et al., PAL 2019).
     raw_X = model_inputs(ts.X, ts.group, ts.position)
@@ -225,13 +235,13 @@ def train_ranker(data, train_logs: Path, out: Path, test_logs: Path | None = Non
     X = (raw_X - mean) / std
     calib_from = np.quantile(ts.group, 0.85)
     train_rows, calib_rows = np.flatnonzero(ts.group < calib_from), np.flatnonzero(ts.group >= calib_from)
-    test = training_set(_events(test_logs), store, data.orders) if test_logs is not None else None
+    test = training_set(held_events[test_logs], store, data.orders, cosine) if test_logs is not None else None
     if test is not None:
         # Ranking: every item as if shown at the top. Calibration: at the position it really had.
-        ranked = test if ranking_logs is None else training_set(_events(ranking_logs), store, data.orders)
+        ranked = test if ranking_logs is None else training_set(held_events[ranking_logs], store, data.orders, cosine)
         held = _Held(test, (model_inputs(test.X, test.group, test.position) - mean) / std, ranked,
                      (model_inputs(ranked.X, ranked.group, np.zeros(len(ranked), np.int16)) - mean) / std)
-    cal = training_set(_events(calibration_logs), store, data.orders) if calibration_logs is not None else None
+    cal = training_set(held_events[calibration_logs], store, data.orders, cosine) if calibration_logs is not None else None
     if cal is not None:
         # Calibrate on the served population but never on a test user: the test stays held out.
         cal_rows = np.flatnonzero(~np.isin(cal.user, test.user)) if test is not None else np.arange(len(cal))
@@ -240,7 +250,7 @@ def train_ranker(data, train_logs: Path, out: Path, test_logs: Path | None = Non
         cal_at = (model_inputs(cal.X, cal.group, cal.position) - mean) / std
     seeds = list(seeds)
     runs: dict[str, list[dict]] = {}
-    report: dict = {"architecture": architecture, "seeds": seeds, "listwise": listwise, "config": config, "train_rows": int(len(train_rows)),
+    report: dict = {"encoder": encoder, "architecture": architecture, "seeds": seeds, "listwise": listwise, "config": config, "train_rows": int(len(train_rows)),
                     "calibration_rows": int(len(calib_rows) if cal is None else len(cal_rows)),
                     "calibration_logs": None if calibration_logs is None else str(calibration_logs), "store_impressions": cut, "logs": str(train_logs)}
     for i, seed in enumerate(seeds):
@@ -251,7 +261,8 @@ def train_ranker(data, train_logs: Path, out: Path, test_logs: Path | None = Non
         else:  # the population served: other sessions of held-out users, never the test sessions
             calibrators, calibration = _calibrate(predict(model, cal_at[cal_rows]), cal, cal_rows)
         if i == 0:
-            Ranker(model, mean.astype(np.float32), std.astype(np.float32), calibrators, input_names()).save(out)
+            Ranker(model, mean.astype(np.float32), std.astype(np.float32), calibrators, input_names(),
+                   encoder).save(out)
             save_store(store, out / "store")  # what serving reads features from: the same store
             report.update(best_epoch=history.get("best_epoch"), calibration=calibration)
         if test is None:
@@ -271,7 +282,8 @@ def train_ranker(data, train_logs: Path, out: Path, test_logs: Path | None = Non
             continue
         for spec in DEFAULT_TASKS:
             if spec.kind == "binary":
-                single, _ = _mlp(X, ts, train_rows, "shared_bottom", seed, epochs, tasks=(spec,), listwise=listwise)
+                single, _ = _mlp(X, ts, train_rows, "shared_bottom", seed, epochs, tasks=(replace(spec, given=None),),
+                                 listwise=listwise)
                 c, _ = _calibrate(predict(single, X[calib_rows]), ts, calib_rows)
                 runs.setdefault(f"single_task/{spec.name}", []).append(
                     _evaluate(lambda Z: predict(single, Z), c, held))
@@ -314,10 +326,15 @@ def versus_table(report: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    embed, encoder = None, None
+    if args.vector or args.adapter:
+        from adapters.registry import load_encoder
+
+        embed, encoder = load_encoder(args.adapter, args.adapters_dir)
     report = train_ranker(dataset_from_args(args), args.logs, args.out, args.test_logs, args.architecture,
                           args.epochs, args.seeds, baselines=args.baselines, listwise=args.listwise,
                           calibration_logs=args.calibration_logs, config=json.loads(args.config) if args.config else None,
-                          ranking_logs=args.ranking_logs)
+                          ranking_logs=args.ranking_logs, embed=embed, encoder=encoder)
     if "test" in report:
         print(summary_table(report))
         print(versus_table(report))

@@ -41,6 +41,7 @@ from ranking.objective import Objective, Objectives
 from ranking.training_data import AsOfStore
 from suggest.events import Impression, Visit, read_events
 from suggest.scoring import RankerScorer
+from suggest.semantic import Similarity
 
 __all__ = ["BASELINE", "PRIOR", "METRICS", "objective_grid", "search_value", "chain_outcomes",
            "paired_difference", "value_tradeoff", "markdown_table", "plot_tradeoff", "main"]
@@ -76,7 +77,7 @@ def search_value(scorer: RankerScorer, k: int, orders=None) -> Callable[..., np.
     order being replayed, and "bought before" would point at the product about to be bought."""
     as_of = AsOfStore(scorer.store, orders) if orders is not None else None
     if as_of is not None:
-        scorer = RankerScorer(scorer.ranker, as_of, scorer.objectives, scorer.arm)
+        scorer = RankerScorer(scorer.ranker, as_of, scorer.objectives, scorer.arm, scorer.cosine)
 
     def value(query: str, user_id: int | None, ids: list[int], prior: np.ndarray, session_id: str = "") -> np.ndarray:
         # As the simulator logs them and the ranker was trained on them (ranking.training_data):
@@ -170,7 +171,8 @@ def value_tradeoff(world: World, scorer: RankerScorer, arms: Mapping[str, Object
         for name in bar:
             bar.set_postfix_str(name)
             value = None if name == PRIOR else search_value(
-                RankerScorer(scorer.ranker, scorer.store, Objectives({"suggest": suggest, "search": arms[name]})),
+                RankerScorer(scorer.ranker, scorer.store, Objectives({"suggest": suggest, "search": arms[name]}),
+                             cosine=scorer.cosine),
                 world.cfg.k, world.data.orders)
             with tempfile.TemporaryDirectory(prefix="keystroke-tradeoff-") as tmp:
                 simulate(dataclasses.replace(world, search_value=value), "popularity", sessions, seed=seed,
@@ -294,7 +296,9 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="keystroke-ranker-") as tmp:
         ranker_dir = args.ranker or _train_small_ranker(data, world, Path(tmp), 2000, args.world_seed)
-        scorer = RankerScorer(Ranker.load(ranker_dir), _store(ranker_dir, data, args.logs))
+        ranker = Ranker.load(ranker_dir)
+        scorer = RankerScorer(ranker, _store(ranker_dir, data, args.logs),
+                              cosine=Similarity.for_encoder(ranker.encoder, data) if ranker.encoder else None)
     report = value_tradeoff(world, scorer, objective_grid(args.gtv, args.margin), args.sessions, args.seed,
                             args.workers, args.bootstrap)
     report.update(data=world.data.name, ranker=str(args.ranker) if args.ranker else "trained for this run",

@@ -55,6 +55,7 @@ class Ranker:
     std: np.ndarray                       # (n_inputs,) float32
     calibrators: dict[str, Calibrator]
     names: tuple[str, ...]                # input names, in column order
+    encoder: dict | None = None           # what computed the cosine feature in training ({"name", "path"}); None: 0
 
     @property
     def tasks(self) -> tuple[str, ...]:
@@ -96,7 +97,8 @@ class Ranker:
         d.mkdir(parents=True, exist_ok=True)
         self.model.save(d / "model")
         tmp = d / "scaler.json.tmp"
-        tmp.write_text(json.dumps({"features": list(self.names), "mean": self.mean.tolist(), "std": self.std.tolist()}))
+        tmp.write_text(json.dumps({"features": list(self.names), "mean": self.mean.tolist(), "std": self.std.tolist(),
+                                   "encoder": self.encoder}))
         os.replace(tmp, d / "scaler.json")
         for task, c in self.calibrators.items():
             c.save(d / f"calibration-{task}.json")
@@ -116,4 +118,4 @@ class Ranker:
         if names != input_names():
             raise ArtifactError(f"{d}: trained on other features than this version declares; retrain it")
         return cls(model, np.asarray(scaler["mean"], np.float32), np.asarray(scaler["std"], np.float32),
-                   calibrators, names)
+                   calibrators, names, scaler.get("encoder"))

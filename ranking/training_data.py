@@ -2,7 +2,8 @@
 
     relevance  the item was clicked                          every shown item
     purchase   the item went into the cart (search), or      every shown item of a session that
-               leads to what the session carted (suggest)    searched
+               was clicked and leads to what the session     searched
+               carted (suggest)
     margin     the margin it earned                          purchased items only
     churn      the user did not order again after the visit  items of visits whose outcome is logged
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -102,11 +103,13 @@ def _visit_of(session_id: str) -> str:
 
 
 def training_set(events: Iterable[Impression | Visit], store: FeatureStore,
-                 orders: Iterable[Order] | None = None) -> TrainingSet:
+                 orders: Iterable[Order] | None = None,
+                 cosine: Callable[[str, Sequence[str]], np.ndarray] | None = None) -> TrainingSet:
     """Rows for every shown item of every impression; visits supply the churn labels.
 
     With `orders` (the users' real orders the sessions replay) user features are taken as of each
-    visit (AsOfStore), never from the visit itself or later."""
+    visit (AsOfStore), never from the visit itself or later. `cosine` computes the query-candidate
+    similarity feature (0 without it), as `featurize` does when serving."""
     as_of = AsOfStore(store, orders) if orders is not None else None
     impressions, returned = [], {}
     carted: dict[str, set[int]] = {}    # session -> products its searches put in the cart
@@ -125,10 +128,11 @@ def training_set(events: Iterable[Impression | Visit], store: FeatureStore,
         cands = [RankCandidate(i.item, i.product_ids, i.score or 0.0, i.sources) for i in imp.items]
         if as_of is not None:
             as_of.visiting(imp.user_id, imp.session_id)
-        X.append(featurize(query, cands, as_of or store))
+        X.append(featurize(query, cands, as_of or store, cosine))
         back = returned.get(_visit_of(imp.session_id))
-        # A suggestion's purchase label is whether it leads to what the session went on to buy:
-        # sparser than a click but a surer sign of the intent, which a multi-task model can share.
+        # A suggestion is purchased when it was chosen and leads to what the session carted: as for a
+        # product in search, a purchase is a click that ended in the cart, which the model's
+        # P(cart) = P(click) P(cart | click) relies on.
         session_carts = carted.get(imp.session_id)
         for item in imp.items:
             bought = any(p in imp.add_to_carts for p in item.product_ids)
@@ -138,7 +142,8 @@ def training_set(events: Iterable[Impression | Visit], store: FeatureStore,
                 labels["purchase"].append(float(bought))
                 masks["purchase"].append(True)
             else:
-                labels["purchase"].append(float(bool(session_carts) and any(p in session_carts for p in item.product_ids)))
+                labels["purchase"].append(float(item.position in imp.clicks and bool(session_carts)
+                                                and any(p in session_carts for p in item.product_ids)))
                 masks["purchase"].append(session_carts is not None)
             labels["margin"].append(imp.margin if bought else 0.0)
             masks["margin"].append(bought)

@@ -28,13 +28,9 @@ def _encoder(args) -> tuple:
     """(embed, description) for --vector / --adapter, or (None, None)."""
     if not (args.vector or args.adapter):
         return None, None
-    from adapters.encoder import Encoder
-    from adapters.registry import resolve
+    from adapters.registry import load_encoder
 
-    if args.adapter:
-        path = Path(args.adapter) if Path(args.adapter).is_dir() else resolve(args.adapters_dir, args.adapter)
-        return Encoder.load(path).encode, {"name": path.name, "path": str(path.resolve())}
-    return Encoder.base().encode, {"name": "base", "path": None}
+    return load_encoder(args.adapter, args.adapters_dir)
 
 
 def cmd_build(args) -> int:
@@ -61,15 +57,16 @@ def cmd_serve(args) -> int:
     # requests (on two shared cores a 2-thread query embedding took 417 ms instead of 7).
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     # Loaded (and verified) once, before binding the port: a bad artifact is refused at start.
+    artifact = load_artifact(args.artifact, adapter=args.adapter)
     scorer = prior_scorer
     if args.ranker:
         from suggest.scoring import load_scorer
 
-        scorer = load_scorer(args.ranker, args.objectives, args.arm, args.redis_url)
+        scorer = load_scorer(args.ranker, args.objectives, args.arm, args.redis_url, artifact)
     policies = load_policy(args.policy) if args.policy else None
     rules = load_rules(args.rules) if args.rules else None
-    pipeline = Pipeline.from_artifact(load_artifact(args.artifact, adapter=args.adapter), scorer=scorer,
-                                      cache_size=args.cache_size, policies=policies, rules=rules)
+    pipeline = Pipeline.from_artifact(artifact, scorer=scorer, cache_size=args.cache_size, policies=policies,
+                                      rules=rules)
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(1)
     if "faiss" in sys.modules:

@@ -11,15 +11,19 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
 from indexes.phrases import SHOWN_PRODUCTS, PhraseTable
+from indexes.vector import VectorSource
 from ranking.features import FEATURES, FeatureStore, RankCandidate, RankQuery, featurize
 from ranking.feature_store import RedisFeatureStore, load_store
 from ranking.objective import DEFAULT_OBJECTIVES, Objectives, load_objectives, quantities
 from ranking.ranker import Ranker
+from suggest.artifact import Artifact
+from suggest.errors import ArtifactError
+from suggest.semantic import Similarity
 from suggest.types import Query
 
 __all__ = ["RankerScorer", "Scored", "load_scorer"]
@@ -38,13 +42,17 @@ class Scored:
 
 class RankerScorer:
     def __init__(self, ranker: Ranker, store: FeatureStore, objectives: Objectives = DEFAULT_OBJECTIVES,
-                 arm: str | None = None):
+                 arm: str | None = None, cosine: Callable[[str, Sequence[str]], np.ndarray] | None = None):
+        if ranker.encoder is not None and cosine is None:
+            raise ArtifactError(f"the ranker learnt the cosine feature with encoder {ranker.encoder.get('name')!r}; "
+                                "serve it with an artifact built with that encoder")
         self.ranker, self.store, self.objectives, self.arm = ranker, store, objectives, arm
+        self.cosine = cosine if ranker.encoder is not None else None  # a ranker without it learnt nothing from it
 
     def score(self, query: RankQuery, candidates: Sequence[RankCandidate], k: int) -> Scored:
         """Score one request's candidates; the k with the best prior stand in for the list it would
         have shown (the model learnt features relative to such lists)."""
-        X = featurize(query, candidates, self.store)  # (n, n_features)
+        X = featurize(query, candidates, self.store, self.cosine)  # (n, n_features)
         reference = X[np.argsort([-c.prior for c in candidates], kind="stable")[:k]]
         Z = self.ranker.standardised(X, reference)
         tasks = self.ranker.scores(Z)
@@ -89,10 +97,11 @@ class RankerScorer:
 
 
 def load_scorer(ranker_dir: Path | str, objectives: Path | str | None = None, arm: str | None = None,
-                redis_url: str | None = None) -> RankerScorer:
+                redis_url: str | None = None, artifact: Artifact | None = None) -> RankerScorer:
     """The scorer a server runs: the trained ranker, its feature store (the snapshot saved beside it,
     or the Redis store at `redis_url`, published there with `keystroke publish-features`) and the
-    objectives file. Raises ArtifactError / ValueError naming what is wrong."""
+    objectives file. A ranker that learnt the cosine feature reads it from the artifact's vector
+    source, which must come from the same encoder. Raises ArtifactError / ValueError naming what is wrong."""
     ranker = Ranker.load(ranker_dir)
     if redis_url:
         import redis
@@ -103,4 +112,16 @@ def load_scorer(ranker_dir: Path | str, objectives: Path | str | None = None, ar
     chosen = load_objectives(objectives) if objectives else DEFAULT_OBJECTIVES
     if arm is not None:
         chosen.get("suggest", arm)  # an unknown arm fails at start-up
-    return RankerScorer(ranker, store, chosen, arm)
+    return RankerScorer(ranker, store, chosen, arm, _cosine(ranker, artifact, ranker_dir))
+
+
+def _cosine(ranker: Ranker, artifact: Artifact | None, ranker_dir) -> Similarity | None:
+    if ranker.encoder is None:
+        return None
+    wanted = ranker.encoder.get("name")
+    vector = next((s for s in artifact.sources if isinstance(s, VectorSource)), None) if artifact else None
+    if vector is None or vector.encoder.get("name") != wanted:
+        have = "no artifact" if artifact is None else f"{artifact.path} has {'no vector source' if vector is None else 'encoder ' + repr(vector.encoder.get('name'))}"
+        raise ArtifactError(f"{ranker_dir} learnt the cosine feature with encoder {wanted!r} but {have}; build the "
+                            f"artifact with {'--vector' if wanted == 'base' else '--adapter ' + str(wanted)}")
+    return Similarity.from_vector_source(vector)

@@ -26,10 +26,14 @@ def test_labels_and_masks(store):
     ts = training_set([suggest, search, lonely, Visit(1, "v1", 1, 1, 2.0, False)], store)
     assert ts.X.shape == (5, len(FEATURES)) and len(ts) == 5
     assert ts.labels["relevance"].tolist() == [1, 0, 0, 1, 0]
-    # Carts happen on search pages; a suggestion is labelled by whether it leads to what its session
-    # carted ("banana" leads to product 2), and only where the session searched at all (not v9.0).
+    # Carts happen on search pages; a suggestion is purchased when it was clicked and leads to what
+    # its session carted ("banana" leads to product 2), labelled only where the session searched at all
+    # (not v9.0). A purchase is always a click, on both surfaces.
     assert ts.masks["purchase"].tolist() == [True, True, True, True, False]
     assert ts.labels["purchase"].tolist() == [1, 0, 0, 1, 0]
+    unclicked = Impression("r4", "v1.0", 1, "suggest", "ba", 1, "greedy", 1.0,
+                           (ShownItem(0, "bandages", (3,), 1.0), ShownItem(1, "banana", (1, 2), 1.0)), clicks=(0,))
+    assert training_set([unclicked, search], store).labels["purchase"][:2].tolist() == [0, 0]  # leads there, not chosen
     assert ts.masks["margin"].tolist() == [False, False, False, True, False]
     assert ts.labels["margin"][3] == pytest.approx(0.5)
     assert ts.masks["churn"].tolist() == [True, True, True, True, False]        # visit v9 has no outcome
