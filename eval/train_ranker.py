@@ -225,7 +225,8 @@ def train_ranker(data, train_logs: Path, out: Path, test_logs: Path | None = Non
     cosine, encoder = None, (encoder or {"name": "unnamed"}) if embed is not None else None
     if embed is not None:
         cosine = Similarity(embed, encoder, product_texts(data))
-        shown = impressions[cut:] + [e for ev in held_events.values() for e in ev if isinstance(e, Impression)]
+        shown = [e for e in impressions[cut:] + [e for ev in held_events.values() for e in ev if isinstance(e, Impression)]
+                 if e.surface == "search"]  # the only surface featurize computes it on
         cosine.warm((e.query for e in shown), (i.item for e in shown for i in e.items), progress=progress)
     ts = training_set(impressions[cut:] + visits, store, data.orders, cosine)
     # Clicks depend on where an item was shown; the position is a training-only input, set to the

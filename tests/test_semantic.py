@@ -72,7 +72,9 @@ def test_training_rows_carry_the_cosine(world, tmp_path):
     sim = Similarity(trigram_embed, {"name": "trigram"}, product_texts(world))
     with_cosine = training_set(events, store, world.orders, sim)
     assert np.all(plain.X[:, COSINE] == 0)
-    assert (with_cosine.X[:, COSINE] > 0.2).mean() > 0.2                   # typed text resembles what is shown
+    search = with_cosine.surface == 1
+    assert search.any() and (with_cosine.X[search, COSINE] > 0.2).mean() > 0.2  # the query resembles the products
+    assert np.all(with_cosine.X[~search, COSINE] == 0)    # suggest: no encoder pass per keystroke
     others = [i for i in range(len(FEATURES)) if i != COSINE]
     assert np.array_equal(plain.X[:, others], with_cosine.X[:, others])  # nothing else changes
 
@@ -102,9 +104,13 @@ def test_a_ranker_remembers_its_encoder_and_serves_only_with_it(cosine_ranker, w
     scorer = load_scorer(ranker_dir, artifact=good)
     ranker = scorer.ranker
     items = ["oat milk", "banana", f"product:{good.table.product_ids[0]}"]
-    scored = scorer.score(RankQuery("oat mi", "suggest"), [RankCandidate(i, ()) for i in items], k=3)
+    scored = scorer.score(RankQuery("oat mi", "search"), [RankCandidate(i, ()) for i in items], k=3)
     served = scored.inputs[:, COSINE] * ranker.std[COSINE] + ranker.mean[COSINE]   # undo the standardisation
     want = Similarity(trigram_embed, {}, product_texts(world))("oat mi", items)
     assert np.allclose(served, want, atol=1e-4) and served[0] > served[1]
+    typed = scorer.score(RankQuery("oat mi", "suggest"), [RankCandidate(i, ()) for i in items], k=3)
+    assert np.allclose(typed.inputs[:, COSINE] * ranker.std[COSINE] + ranker.mean[COSINE], 0, atol=1e-5)  # suggest: 0
     ranked = Pipeline.from_artifact(good, scorer=scorer)                       # the whole request path
     assert ranked.suggest(ranked.make_query("oat mi", k=5, hour=10), explain=True)
+    found = ranked.search.search(ranked.search.make_query(ranked, "oat milk", k=3), explain=True)
+    assert found.results and all(r.explanation["tasks"] for r in found.results)
