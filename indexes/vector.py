@@ -89,10 +89,14 @@ class VectorSource:
         return cls(table, _embed_all(embed, table.texts, "embed phrases", progress),
                    _embed_all(embed, names, "embed products", progress), embed, encoder or {"name": "unnamed"})
 
-    def _embed_one(self, text: str) -> np.ndarray:
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """(n, dim) float32 unit rows from this source's encoder."""
         if self._embed is None:
             raise RuntimeError("this vector source was loaded without an encoder")
-        v = self._embed([text]).astype(np.float32)
+        return np.asarray(self._embed(list(texts)), dtype=np.float32)
+
+    def _embed_one(self, text: str) -> np.ndarray:
+        v = self.embed([text])
         v.setflags(write=False)
         return v  # (1, dim)
 

@@ -4,7 +4,8 @@ Training featurises logged items by their text: a suggestion is its phrase, "pro
 product's name and aisle (the text the artifact's product vectors come from). Serving reads the
 same vectors from the artifact's vector source, so the model sees one quantity in both places, and
 the ranker remembers which encoder it learnt it from. One or two typed characters say too little to
-embed (as in vector recall): their cosine is 0, in training and serving alike.
+embed (as in vector recall): their cosine is 0, in training and serving alike. The ranker asks for
+it on search results only (`ranking.features.featurize`).
 """
 
 from __future__ import annotations
@@ -42,12 +43,11 @@ class Similarity:
         self._query_vector = query_vector or lru_cache(maxsize=QUERY_CACHE)(lambda t: self.embed([t])[0])
 
     @classmethod
-    def from_vector_source(cls, source: VectorSource, products: Mapping[int, str] | None = None) -> Similarity:
+    def from_vector_source(cls, source: VectorSource) -> Similarity:
         """Serving: the artifact's own phrase and product vectors, and its cached query embeddings."""
         items = dict(zip(source.table.texts, source.phrase_vectors))
         items.update((f"{PRODUCT_PREFIX}{pid}", v) for pid, v in zip(source.table.product_ids.tolist(), source.product_vectors))
-        embed = source._embed if source._embed is not None else _no_encoder
-        return cls(embed, source.encoder, products or {}, items, lambda t: source.query_vector(t)[0])
+        return cls(source.embed, source.encoder, {}, items, lambda t: source.query_vector(t)[0])
 
     @classmethod
     def for_encoder(cls, encoder: dict, data: Dataset) -> Similarity:
@@ -91,6 +91,3 @@ class Similarity:
             q = self._query_vector(text)
         return (np.stack([self._item(k) for k in items]) @ q).astype(np.float32)  # (n,)
 
-
-def _no_encoder(texts: Sequence[str]) -> np.ndarray:
-    raise RuntimeError("the vector source was loaded without an encoder")
