@@ -7,7 +7,7 @@ from pathlib import Path
 
 from suggest.types import Dataset
 
-__all__ = ["add_data_arguments", "dataset_from_args", "add_train_ranker_arguments"]
+__all__ = ["add_data_arguments", "dataset_from_args", "add_train_ranker_arguments", "encoder_from_args"]
 
 
 def add_data_arguments(p: argparse.ArgumentParser) -> None:
@@ -21,6 +21,15 @@ def dataset_from_args(args: argparse.Namespace) -> Dataset:
     from suggest.loaders import load_data
 
     return load_data(args.data) if args.data else make_demo_world()
+
+
+def encoder_from_args(args: argparse.Namespace) -> tuple:
+    """(embed, description) for --vector / --adapter NAME (with --adapters-dir), or (None, None)."""
+    if not (args.vector or args.adapter):
+        return None, None
+    from adapters.registry import load_encoder  # torch only when an encoder is asked for
+
+    return load_encoder(args.adapter, args.adapters_dir)
 
 
 def add_train_ranker_arguments(p: argparse.ArgumentParser) -> None:

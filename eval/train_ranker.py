@@ -25,7 +25,7 @@ from typing import Sequence
 
 import numpy as np
 
-from eval._data import add_train_ranker_arguments as add_arguments, dataset_from_args
+from eval._data import add_train_ranker_arguments as add_arguments, dataset_from_args, encoder_from_args
 from eval.world.business import with_business
 from ranking.calibration import calibration_report, choose_calibrator, expected_calibration_error, log_loss, \
     reliability_diagram
@@ -327,11 +327,7 @@ def versus_table(report: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    embed, encoder = None, None
-    if args.vector or args.adapter:
-        from adapters.registry import load_encoder
-
-        embed, encoder = load_encoder(args.adapter, args.adapters_dir)
+    embed, encoder = encoder_from_args(args)
     report = train_ranker(dataset_from_args(args), args.logs, args.out, args.test_logs, args.architecture,
                           args.epochs, args.seeds, baselines=args.baselines, listwise=args.listwise,
                           calibration_logs=args.calibration_logs, config=json.loads(args.config) if args.config else None,

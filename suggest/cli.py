@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from eval._data import add_data_arguments, add_train_ranker_arguments
+from eval._data import add_data_arguments, add_train_ranker_arguments, encoder_from_args
 from suggest.errors import KeystrokeError
 
 __all__ = ["main"]
@@ -24,20 +24,11 @@ def _dataset(args):
     return make_demo_world(seed=args.demo_seed) if hasattr(args, "demo_seed") else make_demo_world()
 
 
-def _encoder(args) -> tuple:
-    """(embed, description) for --vector / --adapter, or (None, None)."""
-    if not (args.vector or args.adapter):
-        return None, None
-    from adapters.registry import load_encoder
-
-    return load_encoder(args.adapter, args.adapters_dir)
-
-
 def cmd_build(args) -> int:
     from suggest.artifact import build_artifact
 
     data = _dataset(args)
-    embed, encoder = _encoder(args)
+    embed, encoder = encoder_from_args(args)
     path = build_artifact(data, args.out, progress=not args.quiet, embed=embed, encoder=encoder)
     manifest = json.loads((path / "manifest.json").read_text())
     print(f"built {manifest['id']} in {manifest['build_seconds']}s: {json.dumps(manifest['counts'])}")

@@ -44,9 +44,9 @@ class Similarity:
 
     @classmethod
     def from_vector_source(cls, source: VectorSource) -> Similarity:
-        """Serving: the artifact's own phrase and product vectors, and its cached query embeddings."""
-        items = dict(zip(source.table.texts, source.phrase_vectors))
-        items.update((f"{PRODUCT_PREFIX}{pid}", v) for pid, v in zip(source.table.product_ids.tolist(), source.product_vectors))
+        """Serving: the artifact's own product vectors (search results, the only items the ranker
+        asks about) and its cached query embeddings; any other item is embedded on first use."""
+        items = {f"{PRODUCT_PREFIX}{pid}": v for pid, v in zip(source.table.product_ids.tolist(), source.product_vectors)}
         return cls(source.embed, source.encoder, {}, items, lambda t: source.query_vector(t)[0])
 
     @classmethod
