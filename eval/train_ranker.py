@@ -125,7 +125,7 @@ def _evaluate(score, calibrators: dict, held: _Held) -> dict:
 
 def _mlp(X, ts, train_rows, architecture: str, seed: int, epochs: int, tasks=DEFAULT_TASKS, progress=False,
          listwise: float = 0.0, config: dict | None = None):
-    fields = {"tasks": tasks, **(config or {})}
+    fields = {"tasks": tasks, "bias_inputs": 1, **(config or {})}  # model_inputs: the position is the last column
     model = MultiTaskRanker(RankerConfig(n_features=X.shape[1], architecture=architecture, seed=seed, **fields))
     tasks = model.config.tasks
     names = [t.name for t in tasks]
@@ -134,6 +134,13 @@ def _mlp(X, ts, train_rows, architecture: str, seed: int, epochs: int, tasks=DEF
                   {t: ts.masks[t][train_rows] for t in names}, epochs=epochs, batch_size=1024, seed=seed,
                   progress=progress, group=ts.group[train_rows] if ranked else None, listwise=ranked)
     return model, history
+
+
+def _alone(spec):
+    """A task as its own single-task model: one given another learns it all, position bias included."""
+    if spec.given is None:
+        return spec
+    return replace(spec, given=None, position_bias=next(t.position_bias for t in DEFAULT_TASKS if t.name == spec.given))
 
 
 def _gbdt(X, ts, train_rows, calib_rows, seed: int) -> dict:
@@ -229,8 +236,9 @@ def train_ranker(data, train_logs: Path, out: Path, test_logs: Path | None = Non
                  if e.surface == "search"]  # the only surface featurize computes it on
         cosine.warm((e.query for e in shown), (i.item for e in shown for i in e.items), progress=progress)
     ts = training_set(impressions[cut:] + visits, store, data.orders, cosine)
-    # Clicks depend on where an item was shown; the position is a training-only input, set to the
-    # top at inference, so the towers learn relevance rather than position (Guo et al., PAL 2019).
+    # Clicks depend on where an item was shown; the position (last column) feeds only a shallow tower
+    # added to the click logit and is set to the top at inference, so the trunk learns relevance
+    # rather than position (Guo et al., PAL 2019).
     raw_X = model_inputs(ts.X, ts.group, ts.position)
     mean, std = raw_X.mean(axis=0), raw_X.std(axis=0) + 1e-6   # standardise: log priors and flags differ in scale
     X = (raw_X - mean) / std
@@ -254,13 +262,17 @@ def train_ranker(data, train_logs: Path, out: Path, test_logs: Path | None = Non
     report: dict = {"encoder": encoder, "architecture": architecture, "seeds": seeds, "listwise": listwise, "config": config, "train_rows": int(len(train_rows)),
                     "calibration_rows": int(len(calib_rows) if cal is None else len(cal_rows)),
                     "calibration_logs": None if calibration_logs is None else str(calibration_logs), "store_impressions": cut, "logs": str(train_logs)}
+    def calibrate(score) -> tuple[dict, dict]:
+        """Every model's calibrators from the same rows, so that their calibrated metrics compare."""
+        if cal is None:
+            return _calibrate(score(X[calib_rows]), ts, calib_rows)
+        # The population served: other sessions of held-out users, never the test sessions.
+        return _calibrate(score(cal_at[cal_rows]), cal, cal_rows)
+
     for i, seed in enumerate(seeds):
         model, history = _mlp(X, ts, train_rows, architecture, seed, epochs, progress=progress, listwise=listwise,
                               config=config)
-        if cal is None:
-            calibrators, calibration = _calibrate(predict(model, X[calib_rows]), ts, calib_rows)
-        else:  # the population served: other sessions of held-out users, never the test sessions
-            calibrators, calibration = _calibrate(predict(model, cal_at[cal_rows]), cal, cal_rows)
+        calibrators, calibration = calibrate(lambda Z: predict(model, Z))
         if i == 0:
             Ranker(model, mean.astype(np.float32), std.astype(np.float32), calibrators, input_names(),
                    encoder).save(out)
@@ -283,14 +295,14 @@ def train_ranker(data, train_logs: Path, out: Path, test_logs: Path | None = Non
             continue
         for spec in DEFAULT_TASKS:
             if spec.kind == "binary":
-                single, _ = _mlp(X, ts, train_rows, "shared_bottom", seed, epochs, tasks=(replace(spec, given=None),),
+                single, _ = _mlp(X, ts, train_rows, "shared_bottom", seed, epochs, tasks=(_alone(spec),),
                                  listwise=listwise)
-                c, _ = _calibrate(predict(single, X[calib_rows]), ts, calib_rows)
+                c, _ = calibrate(lambda Z: predict(single, Z))
                 runs.setdefault(f"single_task/{spec.name}", []).append(
                     _evaluate(lambda Z: predict(single, Z), c, held))
         gbdt = _gbdt(X, ts, train_rows, calib_rows, seed)
         score = lambda Z: {t: m.predict_proba(Z)[:, 1] for t, m in gbdt.items()}  # noqa: E731
-        c, _ = _calibrate(score(X[calib_rows]), ts, calib_rows)
+        c, _ = calibrate(score)
         runs.setdefault("lightgbm", []).append(_evaluate(score, c, held))
     if test is not None:
         ranked = held.ranked

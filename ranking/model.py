@@ -19,6 +19,11 @@ its tower learns the conditional P(cart | click) and the output is P(click) * P(
 on every shown row (ESMM, Ma et al., SIGIR 2018). The sparse task then ranks with the dense task's
 evidence, which a model of the sparse task alone cannot do. The click factor is a constant of that
 loss (stop-gradient), so the relevance head stays a model of clicks.
+
+Clicks also depend on where an item was shown. With `bias_inputs` the last input columns (the
+position) skip the trunk and feed a shallow tower per `position_bias` task whose output adds to that
+task's logit (PAL, Guo et al. 2019; the shallow tower of Zhao et al. 2019). At serving every candidate
+has the same position, so the tower shifts all logits alike and the order is the trunk's alone.
 """
 
 from __future__ import annotations
@@ -72,6 +77,8 @@ class TaskSpec:
     weight: float = 1.0  # weight of this task's loss in the total
     given: str | None = None  # binary only: a task whose positives hold this one's (a cart needs a click);
                               # the output is then P(given) * P(this | given), as in ESMM
+    position_bias: bool = False  # binary only: its label depends on where the item was shown (a click needs
+                                 # a look), so a shallow tower of the bias inputs adds to its logit
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.isidentifier():
@@ -84,6 +91,9 @@ class TaskSpec:
         if self.given is not None and (self.kind != "binary" or self.given == self.name):
             raise ValueError(f"tasks.given: a binary task may be given another binary task, got {self.given!r} "
                              f"for {self.kind} task {self.name!r}")
+        if self.position_bias and (self.kind != "binary" or self.given is not None):
+            raise ValueError(f"tasks.position_bias: only for a binary task that is not given another (it inherits "
+                             f"the bias of the one it is given), got {self.kind} task {self.name!r}")
 
 
 # Churn is one label per visit repeated on every row shown in it (hundreds), and item features see
@@ -92,7 +102,7 @@ class TaskSpec:
 # ranked as well or slightly better on both surfaces (3 seeds, within noise) with every head
 # calibrated (issue 5's notes).
 DEFAULT_TASKS = (
-    TaskSpec("relevance", "binary", 1.0),    # click/select given shown
+    TaskSpec("relevance", "binary", 1.0, position_bias=True),    # click/select given shown
     TaskSpec("purchase", "binary", 1.0, given="relevance"),  # add-to-cart given shown = P(click) P(cart | click)
     TaskSpec("margin", "regression", 0.1),   # expected margin given purchase (purchased rows only)
     TaskSpec("churn", "binary", 0.02),       # user-level: did not return for a next order
@@ -101,7 +111,9 @@ DEFAULT_TASKS = (
 
 @dataclass(frozen=True)
 class RankerConfig:
-    n_features: int                                # width of the feature vector
+    n_features: int                                # width of the input vector, bias inputs included
+    bias_inputs: int = 0                           # the last bias_inputs columns (e.g. the display position) feed
+                                                   # only the position towers, never the trunk
     architecture: str = "mmoe"                     # "shared_bottom" | "mmoe" | "ple"
     expert_hidden: tuple[int, ...] = (32,)         # layer widths of each expert MLP (mmoe, ple)
     bottom_hidden: tuple[int, ...] = (128,)        # layer widths of the shared bottom MLP
@@ -118,6 +130,9 @@ class RankerConfig:
             object.__setattr__(self, name, value)
 
         put("n_features", _positive_int("n_features", self.n_features))
+        put("bias_inputs", _positive_int("bias_inputs", self.bias_inputs, 0))
+        if self.bias_inputs >= self.n_features:
+            raise ValueError(f"bias_inputs: expected fewer than n_features={self.n_features}, got {self.bias_inputs}")
         if self.architecture not in ARCHITECTURES:
             raise ValueError(
                 f"architecture: expected one of {ARCHITECTURES}, got {self.architecture!r}"
@@ -169,39 +184,46 @@ class MultiTaskRanker(nn.Module):
         super().__init__()
         self.config = config
         c = config
+        n_in = c.n_features - c.bias_inputs  # what the trunk reads
         # Initialise from the config's seed without disturbing the caller's global RNG.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(c.seed)
             if c.architecture == "shared_bottom":
-                self.bottom = _mlp(c.n_features, c.bottom_hidden, c.dropout)
+                self.bottom = _mlp(n_in, c.bottom_hidden, c.dropout)
                 width = c.bottom_hidden[-1]
             elif c.architecture == "mmoe":
                 self.experts = nn.ModuleList(
-                    _mlp(c.n_features, c.expert_hidden, c.dropout) for _ in range(c.n_experts)
+                    _mlp(n_in, c.expert_hidden, c.dropout) for _ in range(c.n_experts)
                 )
                 self.gates = nn.ModuleDict(
-                    {t: nn.Linear(c.n_features, c.n_experts) for t in c.task_names}
+                    {t: nn.Linear(n_in, c.n_experts) for t in c.task_names}
                 )
                 width = c.expert_hidden[-1]
             else:
                 self.shared_experts = nn.ModuleList(
-                    _mlp(c.n_features, c.expert_hidden, c.dropout)
+                    _mlp(n_in, c.expert_hidden, c.dropout)
                     for _ in range(c.n_shared_experts)
                 )
                 self.task_experts = nn.ModuleDict({
                     t: nn.ModuleList(
-                        _mlp(c.n_features, c.expert_hidden, c.dropout)
+                        _mlp(n_in, c.expert_hidden, c.dropout)
                         for _ in range(c.n_task_experts)
                     )
                     for t in c.task_names
                 })
                 n_gate = c.n_task_experts + c.n_shared_experts
-                self.gates = nn.ModuleDict({t: nn.Linear(c.n_features, n_gate) for t in c.task_names})
+                self.gates = nn.ModuleDict({t: nn.Linear(n_in, n_gate) for t in c.task_names})
                 width = c.expert_hidden[-1]
             self.towers = nn.ModuleDict({
                 t: nn.Sequential(_mlp(width, (c.tower_hidden,), c.dropout), nn.Linear(c.tower_hidden, 1))
                 for t in c.task_names
             })
+            # Outside the trunk, the position can shift a logit but never interact with the features.
+            if c.bias_inputs:
+                self.position_towers = nn.ModuleDict({
+                    t.name: nn.Sequential(nn.Linear(c.bias_inputs, 8), nn.ReLU(), nn.Linear(8, 1))
+                    for t in c.tasks if t.position_bias
+                })
 
     def _trunk(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Each task's input to its tower: (batch, width)."""
@@ -221,7 +243,12 @@ class MultiTaskRanker(nn.Module):
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """x: (batch, n_features) float32 -> {task: (batch,) logit or prediction}."""
+        b = self.config.bias_inputs
+        bias, x = (x[:, x.shape[1] - b:], x[:, :x.shape[1] - b]) if b else (None, x)
         out = {t: self.towers[t](h).squeeze(-1) for t, h in self._trunk(x).items()}
+        if bias is not None:
+            for t, tower in self.position_towers.items():
+                out[t] = out[t] + tower(bias).squeeze(-1)
         for task in self.config.tasks:
             if task.given is not None:  # the tower learns P(task | given) from every shown row
                 # In training the given factor is held fixed: P(click) is learnt from clicks alone, so

@@ -5,7 +5,8 @@
     <dir>/calibration-<task>.json one post-hoc calibrator per binary task that had enough labels
 
 The network sees each feature twice, as is and relative to the mean of its list, plus the log of the
-position (training only: it is set to the top when serving, as in PAL; Guo et al. 2019).
+position, which only a shallow position tower reads (`RankerConfig.bias_inputs`); it is set to the top
+when serving, as in PAL (Guo et al. 2019), so it adds the same constant to every candidate's logit.
 """
 
 from __future__ import annotations
