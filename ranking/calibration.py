@@ -131,7 +131,10 @@ class _NewtonFit(_Serialisable):
 
 @dataclass
 class PlattScaling(_NewtonFit):
-    """sigmoid(a * logit + b), fitted by Newton's method on log loss."""
+    """sigmoid(a * logit + b), fitted by Newton's method on log loss, with a >= 0.
+
+    A calibrator must not reverse the model's order: where the logits fall as the labels rise, the
+    model carries no usable signal on these data and the fit is the base rate (a = 0)."""
 
     a_: float | None = field(default=None, init=False)
     b_: float | None = field(default=None, init=False)
@@ -140,6 +143,9 @@ class PlattScaling(_NewtonFit):
     def fit(self, logits: Any, labels: Any) -> PlattScaling:
         z, y = _pair("logits", logits, labels)
         self.a_, self.b_ = map(float, _fit_logistic(np.c_[z, np.ones_like(z)], y, self.max_iter, self.tol))
+        if self.a_ < 0:
+            rate = float(np.clip(y.mean(), _EPS, 1 - _EPS))
+            self.a_, self.b_ = 0.0, float(np.log(rate / (1 - rate)))
         return self
 
     def predict(self, logits: Any) -> np.ndarray:

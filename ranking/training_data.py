@@ -35,6 +35,8 @@ class TrainingSet:
     position: np.ndarray               # (n,) int16 where the item was shown
     prior: np.ndarray                  # (n,) float32 the logged candidate score (the popularity baseline)
     user: np.ndarray                   # (n,) int64 who was shown the list, -1 when anonymous
+    visit: np.ndarray                  # (n,) int64 index of the visit (one real order) the list was shown in;
+                                       # churn is one label per visit, however many rows it showed
 
     def __len__(self) -> int:
         return len(self.X)
@@ -120,7 +122,8 @@ def training_set(events: Iterable[Impression | Visit], store: FeatureStore,
             impressions.append(e)
             if e.surface == "search":
                 carted.setdefault(e.session_id, set()).update(e.add_to_carts)
-    X, group, surface, position, prior, user = [], [], [], [], [], []
+    X, group, surface, position, prior, user, visit = [], [], [], [], [], [], []
+    visits: dict[str, int] = {}
     labels = {t: [] for t in TASKS}
     masks = {t: [] for t in TASKS}
     for g, imp in enumerate(impressions):
@@ -129,7 +132,9 @@ def training_set(events: Iterable[Impression | Visit], store: FeatureStore,
         if as_of is not None:
             as_of.visiting(imp.user_id, imp.session_id)
         X.append(featurize(query, cands, as_of or store, cosine))
-        back = returned.get(_visit_of(imp.session_id))
+        visit_id = _visit_of(imp.session_id)
+        back = returned.get(visit_id)
+        v = visits.setdefault(visit_id, len(visits))
         # A suggestion is purchased when it was chosen and leads to what the session carted: as for a
         # product in search, a purchase is a click that ended in the cart, which the model's
         # P(cart) = P(click) P(cart | click) relies on.
@@ -154,8 +159,9 @@ def training_set(events: Iterable[Impression | Visit], store: FeatureStore,
             position.append(item.position)
             prior.append(item.score or 0.0)
             user.append(-1 if imp.user_id is None else imp.user_id)
+            visit.append(v)
     X = np.concatenate(X) if X else np.zeros((0, len(FEATURES)), np.float32)
     return TrainingSet(X, {t: np.asarray(v, np.float32) for t, v in labels.items()},
                        {t: np.asarray(v, bool) for t, v in masks.items()}, np.asarray(group, np.int64),
                        np.asarray(surface, np.int8), np.asarray(position, np.int16), np.asarray(prior, np.float32),
-                       np.asarray(user, np.int64))
+                       np.asarray(user, np.int64), np.asarray(visit, np.int64))

@@ -48,6 +48,15 @@ def test_platt_recovers_the_inverse_map():
     assert platt.b_ == pytest.approx(-1 / 3, abs=0.03)
 
 
+def test_platt_never_reverses_the_order_of_a_model_with_no_signal():
+    # On these data the scores fall as the labels rise: the fit is the base rate, not an inverted map.
+    z, y = _world(lambda z: -z, seed=1, n=5000)
+    platt = PlattScaling().fit(z, y)
+    p = platt.predict(z)
+    assert platt.a_ == 0.0 and p == pytest.approx(np.full(len(z), y.mean()))
+    assert PlattScaling().fit(-z, y).a_ > 0.5   # the same scores the right way round keep their slope
+
+
 def test_temperature_fixes_pure_overconfidence_and_helps_with_a_shift():
     # a single T cannot move the 50% point, so on 3z + 1 it only helps; on 3z it is exact (T = 3)
     r = _fit_and_score(TemperatureScaling(), lambda z: 3 * z)

@@ -19,6 +19,26 @@ def test_auc_and_list_mrr_hand_cases():
     assert list_mrr(scores, rel, group, np.arange(5)) == pytest.approx(0.5)
 
 
+def test_churn_is_observed_once_per_visit_however_many_rows_it_showed():
+    import numpy as np
+
+    from eval.train_ranker import _observations
+    from ranking.training_data import TrainingSet
+    # visit 0 churned and showed 1,000 rows; visits 1 and 2 returned and showed 2 rows each
+    visit = np.r_[np.zeros(1000), [1, 1, 2, 2]].astype(np.int64)
+    n = len(visit)
+    churn = (visit == 0).astype(np.float32)
+    ts = TrainingSet(np.zeros((n, 1), np.float32), {"churn": churn, "relevance": churn}, {"churn": np.ones(n, bool),
+                     "relevance": np.ones(n, bool)}, np.arange(n), np.zeros(n, np.int8), np.zeros(n, np.int16),
+                     np.zeros(n, np.float32), np.zeros(n, np.int64), visit)
+    probs = np.r_[np.full(1000, 0.5), [0.1, 0.3, 0.2, 0.2]]
+    p, y = _observations("churn", probs, ts, np.arange(n))
+    assert p.tolist() == pytest.approx([0.5, 0.2, 0.2]) and y.tolist() == [1, 0, 0]   # one churn rate of 1/3, not 0.996
+    p, y = _observations("churn", probs[2:], ts, np.arange(2, n))                        # a slice of the rows
+    assert len(p) == 3 and y.tolist() == [1, 0, 0]
+    assert len(_observations("relevance", probs, ts, np.arange(n))[0]) == n            # row-level tasks stay per row
+
+
 def test_training_writes_a_calibrated_model(tmp_path):
     data = make_demo_world(seed=6, n_users=80, variants=5)
     world = build_world(data, progress=False)

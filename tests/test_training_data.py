@@ -41,6 +41,7 @@ def test_labels_and_masks(store):
     assert ts.group.tolist() == [0, 0, 1, 1, 2] and ts.position.tolist() == [0, 1, 0, 1, 0]
     assert ts.prior.tolist() == pytest.approx([0.5, 0.1, 0.4, 0.2, 0.0])
     assert ts.user.tolist() == [1, 1, 1, 1, -1]
+    assert ts.visit.tolist() == [0, 0, 0, 0, 1]                                 # churn is one label per visit
     assert training_set([], store).X.shape == (0, len(FEATURES))
 
 
