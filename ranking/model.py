@@ -244,11 +244,9 @@ class MultiTaskRanker(nn.Module):
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """x: (batch, n_features) float32 -> {task: (batch,) logit or prediction}."""
         b = self.config.bias_inputs
-        bias, x = (x[:, x.shape[1] - b:], x[:, :x.shape[1] - b]) if b else (None, x)
-        out = {t: self.towers[t](h).squeeze(-1) for t, h in self._trunk(x).items()}
-        if bias is not None:
-            for t, tower in self.position_towers.items():
-                out[t] = out[t] + tower(bias).squeeze(-1)
+        out = {t: self.towers[t](h).squeeze(-1) for t, h in self._trunk(x[:, :-b] if b else x).items()}
+        for t, tower in (self.position_towers.items() if b else ()):
+            out[t] = out[t] + tower(x[:, -b:]).squeeze(-1)
         for task in self.config.tasks:
             if task.given is not None:  # the tower learns P(task | given) from every shown row
                 # In training the given factor is held fixed: P(click) is learnt from clicks alone, so
