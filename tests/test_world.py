@@ -5,7 +5,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from eval.world.behaviour import examination
+from eval.world.behaviour import examination, purchase_probability
 from eval.world.business import with_business
 from eval.world.config import WorldConfig
 from eval.world.intents import IntentModel, typed_states
@@ -92,6 +92,48 @@ def test_click_through_falls_with_position_as_configured(world):
     exam = np.array(examination(world.cfg.k, world.cfg.examination_eta))
     assert np.all(np.diff(ctr[:5]) < 0)
     np.testing.assert_allclose(ctr[1:5] / ctr[0], exam[1:5] / exam[0], rtol=0.25)
+
+
+def test_purchase_probability_falls_with_price_against_the_reference():
+    cfg = WorldConfig()
+    assert purchase_probability(0.75, 1.0, cfg) == pytest.approx(0.75)   # at the aisle's median: as configured
+    dear, cheap = purchase_probability(0.75, 2.0, cfg), purchase_probability(0.75, 0.5, cfg)
+    assert cheap > 0.75 > dear > 0.0 and cheap < 1.0
+    assert purchase_probability(0.75, 2.0, WorldConfig(price_sensitivity=0.0)) == 0.75
+    assert purchase_probability(0.0, 0.5, cfg) == 0.0 and purchase_probability(0.3, 0.0, cfg) == 0.3  # no price: base
+
+
+def _cart_rate_by_price(world, sessions: int) -> tuple[float, float]:
+    """Share of clicked search products that went into the cart: (cheaper than 0.8 x, dearer than 1.25 x
+    their aisle's median price)."""
+    carts = {"cheap": [0, 0], "dear": [0, 0]}
+    for imp in simulate_impressions(world, sessions):
+        if imp.surface != "search":
+            continue
+        for item in imp.items:
+            ratio = world.price_ratio(item.product_ids[0])
+            band = "cheap" if ratio < 0.8 else "dear" if ratio > 1.25 else None
+            if band and item.position in imp.clicks:
+                carts[band][0] += item.product_ids[0] in imp.add_to_carts
+                carts[band][1] += 1
+    return carts["cheap"][0] / carts["cheap"][1], carts["dear"][0] / carts["dear"][1]
+
+
+def simulate_impressions(world, sessions):
+    import tempfile
+    from pathlib import Path
+    with tempfile.TemporaryDirectory() as tmp:
+        simulate(world, "uniform", sessions, seed=12, out=Path(tmp), progress=False)
+        return [e for e in _events(Path(tmp)) if isinstance(e, Impression)]
+
+
+def test_shoppers_buy_dear_products_less_once_clicked(world):
+    # Clicks are price-blind; the cart is not. Without price sensitivity the two bands convert alike.
+    cheap, dear = _cart_rate_by_price(world, 2000)
+    blind = dataclasses.replace(world, cfg=dataclasses.replace(world.cfg, price_sensitivity=0.0))
+    cheap0, dear0 = _cart_rate_by_price(blind, 2000)
+    assert cheap - dear > 0.08
+    assert abs(cheap0 - dear0) < cheap - dear - 0.05
 
 
 def test_ground_truth_values_rank_policies(world):

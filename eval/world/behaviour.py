@@ -3,8 +3,10 @@
 Examination is position-based (Craswell et al. 2008; Chuklin et al. 2015): position p is looked
 at with probability 1 / (1 + p) ** eta, independently of what is shown. An examined item is
 clicked with a logistic attraction in its relevance to the intent and the shopper's affinity
-(from their real history). Retention: after a visit, the user orders again with a probability
-that rises with the share of the visit's sessions that found what they wanted.
+(from their real history). A clicked product goes into the cart with a probability set by its
+relevance and lowered, on the logit scale, by how dear it is against its aisle's median price.
+Retention: after a visit, the user orders again with a probability that rises with the share of
+the visit's sessions that found what they wanted.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from eval.world.config import WorldConfig
 from eval.world.intents import Intent
 from suggest.types import Catalog
 
-__all__ = ["UserProfile", "examination", "attraction", "relevance", "return_probability"]
+__all__ = ["UserProfile", "examination", "attraction", "relevance", "purchase_probability", "return_probability"]
 
 
 def _sigmoid(x: float) -> float:
@@ -61,6 +63,15 @@ def relevance(intent: Intent, product_ids, cfg: WorldConfig) -> float:
 def attraction(rel: float, affinity: float, cfg: WorldConfig, sponsored: bool = False) -> float:
     logit = cfg.attraction_bias + cfg.attraction_relevance * rel + cfg.attraction_affinity * affinity
     return _sigmoid(logit + (cfg.sponsored_bonus if sponsored else 0.0))
+
+
+def purchase_probability(base: float, price_ratio: float, cfg: WorldConfig) -> float:
+    """P(add to cart | clicked): `base` (by relevance) on the logit scale, less `price_sensitivity` per unit of
+    log(price / reference price). The reference is the aisle's median price (a category's reference
+    price, Kalyanaram & Winer 1995); at the reference, or with sensitivity 0, it is `base` itself."""
+    if base <= 0.0 or base >= 1.0 or cfg.price_sensitivity == 0.0 or not price_ratio > 0.0:
+        return base
+    return _sigmoid(math.log(base / (1.0 - base)) - cfg.price_sensitivity * math.log(price_ratio))
 
 
 def return_probability(success_rate: float, cfg: WorldConfig) -> float:

@@ -46,6 +46,8 @@ class WorldConfig:
     buy_target: float = 0.75             # P(add to cart | the intended product is on the page and clicked)
     buy_substitute: float = 0.30         # P(add to cart | an acceptable substitute was clicked)
     buy_other: float = 0.02              # P(add to cart | anything else was clicked)
+    price_sensitivity: float = 1.5       # logit of add-to-cart lost per unit of log(price / the aisle's median price):
+                                         # a clicked product dearer than the shopper's reference price is bought less
     sponsored_bonus: float = 0.0         # extra attraction logit of a sponsored item (banner blindness < 0)
 
     # --- retention: whether the user orders again after a visit ---
@@ -78,6 +80,7 @@ class WorldConfig:
                      "base_return"):
             _check(name, getattr(self, name), 0.0, 1.0)
         _check("examination_eta", self.examination_eta, 0.0, 10.0)
+        _check("price_sensitivity", self.price_sensitivity, 0.0, 10.0)
         _check("k", self.k, 1, 50)
         _check("pool", self.pool, self.k, 500)
 

@@ -27,6 +27,7 @@ import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field, fields
+from functools import cached_property
 from pathlib import Path
 from typing import Callable
 
@@ -34,7 +35,8 @@ import numpy as np
 from tqdm import tqdm
 
 from eval.split import Split, split_dataset
-from eval.world.behaviour import UserProfile, attraction, examination, relevance, return_probability
+from eval.world.behaviour import UserProfile, attraction, examination, purchase_probability, relevance, \
+    return_probability
 from eval.world.business import with_business
 from eval.world.config import WorldConfig
 from eval.world.intents import Intent, IntentModel, typed_states
@@ -92,6 +94,20 @@ class World:
 
     def margin(self, pid: int) -> float:
         return self.price(pid) * self.data.margin_rates.get(self.data.catalog.get(pid).department_id, 0.0)
+
+    @cached_property
+    def _reference_price(self) -> dict[int, float]:
+        """Aisle -> median price of its products: the price a shopper judges a product against."""
+        by_aisle: dict[int, list[float]] = {}
+        for p in self.data.catalog.products:
+            if self.price(p.product_id) > 0:
+                by_aisle.setdefault(p.aisle_id, []).append(self.price(p.product_id))
+        return {a: float(np.median(v)) for a, v in by_aisle.items()}
+
+    def price_ratio(self, pid: int) -> float:
+        """The product's price over its aisle's median (1.0 where either is unknown)."""
+        ref = self._reference_price.get(self.data.catalog.get(pid).aisle_id, 0.0)
+        return self.price(pid) / ref if ref > 0 and self.price(pid) > 0 else 1.0
 
 
 def build_world(data: Dataset, cfg: WorldConfig = WorldConfig(), seed: int = 0, progress: bool = True) -> World:
@@ -165,6 +181,7 @@ class _Session:
         for pos in clicks:  # the shopper opens what caught their eye, top first, until one goes in the cart
             pid = shown[pos]
             buy = cfg.buy_target if pid == intent.target else cfg.buy_substitute if pid in intent.acceptable else cfg.buy_other
+            buy = purchase_probability(buy, self.w.price_ratio(pid), cfg)
             if self.rng.random() < buy:
                 self._bought, carts = pid, [pid]
                 revenue, margin = self.w.price(pid), self.w.margin(pid)
