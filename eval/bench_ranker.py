@@ -4,8 +4,10 @@
 
 For 50, 200 and 500 candidates (a search for a prefix of one product's name, over random products) it
 times, side by side in one process: the popularity baseline (sort by prior), featurisation, the
-network eager, under TorchScript (traced) and under `torch.compile`, and the whole scorer (features
-+ network + calibration + objective). A ranker that learnt the cosine feature also times it: with
+network eager, under TorchScript (traced) and under `torch.compile`, one single-task network per task
+(what serving the same heads without multi-task learning would run: the baselines' shape, eager; the
+weights do not change the cost, so they are left untrained), and the whole scorer (features + network
++ calibration + objective). A ranker that learnt the cosine feature also times it: with
 the query's embedding cached (what vector recall and repeated prefixes leave) and with a new query
 that the encoder must embed first. Percentiles in µs and ratios against the eager network; a
 latency histogram PNG. One thread: a replica's request runs on one core.
@@ -19,6 +21,7 @@ import json
 import random
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +29,9 @@ import torch
 
 from eval._data import add_data_arguments, dataset_from_args
 from eval.world.business import with_business
+from eval.train_ranker import _alone
 from ranking.features import InMemoryFeatureStore, RankCandidate, RankQuery, featurize
+from ranking.model import MultiTaskRanker
 from ranking.ranker import Ranker
 from suggest.semantic import Similarity
 
@@ -70,6 +75,8 @@ def bench(data, ranker: Ranker, repeats: int = 200, compile_model: bool = True, 
     model = ranker.model.eval()
     cosine = Similarity.for_encoder(ranker.encoder, data) if ranker.encoder else None
     fresh = (f"query {i}" for i in itertools.count())  # never seen: the encoder runs
+    singles = [MultiTaskRanker(replace(model.config, architecture="shared_bottom", tasks=(_alone(t),))).eval()
+               for t in model.config.tasks]
     report: dict = {"sizes": {}, "repeats": repeats}
     samples: dict[str, np.ndarray] = {}
     for n in SIZES:
@@ -86,6 +93,7 @@ def bench(data, ranker: Ranker, repeats: int = 200, compile_model: bool = True, 
             "featurize": lambda: featurize(*reqs[pick()], store, cosine),
             "network eager": lambda: _forward(model, Z[pick()]),
             "network torchscript": lambda: _forward(traced, Z[pick()]),
+            f"{len(singles)} single-task networks eager": lambda: [_forward(m, z) for z in (Z[pick()],) for m in singles],
         }
         if compile_model:
             compiled = torch.compile(model, dynamic=True)
