@@ -38,7 +38,8 @@ def add_train_ranker_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--logs", type=Path, required=True, help="training logs (keystroke simulate --split train)")
     p.add_argument("--test-logs", type=Path, help="held-out users' logs (keystroke simulate --split test)")
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--architecture", default="mmoe", choices=("shared_bottom", "mmoe", "ple"))
+    p.add_argument("--architecture", default="shared_bottom", choices=("shared_bottom", "mmoe", "ple"),
+                   help="the trunk (default: ranking.model.DEFAULT_ARCHITECTURE, which says why)")
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--seeds", type=int, nargs="+", default=[0],
                    help="train every model once per seed and report mean and spread; the first is saved")

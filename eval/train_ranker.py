@@ -31,7 +31,7 @@ from ranking.calibration import calibration_report, choose_calibrator, expected_
     reliability_diagram
 from ranking.feature_store import save_store
 from ranking.features import InMemoryFeatureStore
-from ranking.model import DEFAULT_TASKS, MultiTaskRanker, RankerConfig, fit, predict
+from ranking.model import DEFAULT_ARCHITECTURE, DEFAULT_TASKS, MultiTaskRanker, RankerConfig, fit, predict
 from ranking.ranker import Ranker, input_names, logit, model_inputs
 from ranking.training_data import TrainingSet, training_set
 from suggest.events import Impression, Visit, read_events
@@ -213,7 +213,8 @@ def _versus(runs: dict[str, list[dict]], model: str) -> dict:
     return out
 
 
-def train_ranker(data, train_logs: Path, out: Path, test_logs: Path | None = None, architecture: str = "mmoe",
+def train_ranker(data, train_logs: Path, out: Path, test_logs: Path | None = None,
+                 architecture: str = DEFAULT_ARCHITECTURE,
                  epochs: int = 30, seeds: Sequence[int] = (0,), progress: bool = True,
                  baselines: bool = False, listwise: float = 1.0, calibration_logs: Path | None = None,
                  config: dict | None = None, ranking_logs: Path | None = None, embed=None,

@@ -52,18 +52,18 @@ def test_training_writes_a_calibrated_model(tmp_path):
     assert (out / "calibration-relevance.json").is_file() and (out / "reliability.png").is_file()
     assert json.loads((out / "report.json").read_text())["train_rows"] == report["train_rows"] > 0
     summary = report["test"]["summary"]
-    assert set(summary) == {"mmoe", "single_task/relevance", "single_task/purchase", "single_task/churn",
+    assert set(summary) == {"shared_bottom", "single_task/relevance", "single_task/purchase", "single_task/churn",
                             "lightgbm", "popularity", "as_logged"}
-    mean, _, n = summary["mmoe"]["auc/relevance"]
-    assert 0.5 < mean <= 1.0 and n == 1 and summary["mmoe"]["ece/relevance"][0] < 0.05
+    mean, _, n = summary["shared_bottom"]["auc/relevance"]
+    assert 0.5 < mean <= 1.0 and n == 1 and summary["shared_bottom"]["ece/relevance"][0] < 0.05
     assert summary["lightgbm"]["auc/purchase"][0] > 0.5        # the boosted baseline learnt something
     for surface in ("suggest", "search"):
         assert report["test"]["lists"][surface] > 0 and 0 < summary["popularity"][f"mrr/{surface}"][0] <= 1
-    assert "| mmoe |" in summary_table(report)
+    assert "| shared_bottom |" in summary_table(report)
     assert report["test"]["ranking_logs"] == str(tmp_path / "uniform")  # ranked lists: the random-order logs
     # seed-paired differences: multi-task minus each baseline, per surface and task
     versus = report["test"]["versus"]
-    mrr = summary["mmoe"]["mrr/search"][0] - summary["single_task/purchase"]["mrr/search"][0]
+    mrr = summary["shared_bottom"]["mrr/search"][0] - summary["single_task/purchase"]["mrr/search"][0]
     assert versus["mrr/search"]["single_task/purchase"][0] == pytest.approx(mrr, abs=1e-4)
     assert "single_task/relevance" not in versus["mrr/search"] and "mrr/suggest" in versus_table(report)
 
