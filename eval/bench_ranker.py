@@ -93,7 +93,7 @@ def bench(data, ranker: Ranker, repeats: int = 200, compile_model: bool = True, 
             "featurize": lambda: featurize(*reqs[pick()], store, cosine),
             "network eager": lambda: _forward(model, Z[pick()]),
             "network torchscript": lambda: _forward(traced, Z[pick()]),
-            f"{len(singles)} single-task networks eager": lambda: [_forward(m, z) for z in (Z[pick()],) for m in singles],
+            f"{len(singles)} single-task networks eager": lambda: _forward_each(singles, Z[pick()]),
         }
         if compile_model:
             compiled = torch.compile(model, dynamic=True)
@@ -116,6 +116,10 @@ def bench(data, ranker: Ranker, repeats: int = 200, compile_model: bool = True, 
 def _forward(model, z: torch.Tensor):
     with torch.inference_mode():
         return model(z)
+
+
+def _forward_each(models, z: torch.Tensor):
+    return [_forward(m, z) for m in models]
 
 
 def _markdown(report: dict) -> str:

@@ -103,12 +103,13 @@ def test_purchase_probability_falls_with_price_against_the_reference():
     assert purchase_probability(0.0, 0.5, cfg) == 0.0 and purchase_probability(0.3, 0.0, cfg) == 0.3  # no price: base
 
 
-def _cart_rate_by_price(world, sessions: int) -> tuple[float, float]:
+def _cart_rate_by_price(world, sessions: int, out) -> tuple[float, float]:
     """Share of clicked search products that went into the cart: (cheaper than 0.8 x, dearer than 1.25 x
     their aisle's median price)."""
+    simulate(world, "uniform", sessions, seed=12, out=out, progress=False)
     carts = {"cheap": [0, 0], "dear": [0, 0]}
-    for imp in simulate_impressions(world, sessions):
-        if imp.surface != "search":
+    for imp in _events(out):
+        if not isinstance(imp, Impression) or imp.surface != "search":
             continue
         for item in imp.items:
             ratio = world.price_ratio(item.product_ids[0])
@@ -119,19 +120,11 @@ def _cart_rate_by_price(world, sessions: int) -> tuple[float, float]:
     return carts["cheap"][0] / carts["cheap"][1], carts["dear"][0] / carts["dear"][1]
 
 
-def simulate_impressions(world, sessions):
-    import tempfile
-    from pathlib import Path
-    with tempfile.TemporaryDirectory() as tmp:
-        simulate(world, "uniform", sessions, seed=12, out=Path(tmp), progress=False)
-        return [e for e in _events(Path(tmp)) if isinstance(e, Impression)]
-
-
-def test_shoppers_buy_dear_products_less_once_clicked(world):
+def test_shoppers_buy_dear_products_less_once_clicked(world, tmp_path):
     # Clicks are price-blind; the cart is not. Without price sensitivity the two bands convert alike.
-    cheap, dear = _cart_rate_by_price(world, 2000)
+    cheap, dear = _cart_rate_by_price(world, 2000, tmp_path / "priced")
     blind = dataclasses.replace(world, cfg=dataclasses.replace(world.cfg, price_sensitivity=0.0))
-    cheap0, dear0 = _cart_rate_by_price(blind, 2000)
+    cheap0, dear0 = _cart_rate_by_price(blind, 2000, tmp_path / "blind")
     assert cheap - dear > 0.08
     assert abs(cheap0 - dear0) < cheap - dear - 0.05
 

@@ -100,14 +100,14 @@ class World:
         """Aisle -> median price of its products: the price a shopper judges a product against."""
         by_aisle: dict[int, list[float]] = {}
         for p in self.data.catalog.products:
-            if self.price(p.product_id) > 0:
-                by_aisle.setdefault(p.aisle_id, []).append(self.price(p.product_id))
+            if (price := self.price(p.product_id)) > 0:
+                by_aisle.setdefault(p.aisle_id, []).append(price)
         return {a: float(np.median(v)) for a, v in by_aisle.items()}
 
     def price_ratio(self, pid: int) -> float:
         """The product's price over its aisle's median (1.0 where either is unknown)."""
-        ref = self._reference_price.get(self.data.catalog.get(pid).aisle_id, 0.0)
-        return self.price(pid) / ref if ref > 0 and self.price(pid) > 0 else 1.0
+        ref, price = self._reference_price.get(self.data.catalog.get(pid).aisle_id, 0.0), self.price(pid)
+        return price / ref if ref > 0 and price > 0 else 1.0
 
 
 def build_world(data: Dataset, cfg: WorldConfig = WorldConfig(), seed: int = 0, progress: bool = True) -> World:
